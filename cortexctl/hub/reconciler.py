@@ -1,0 +1,141 @@
+"""Makes connected nodes match the store: the CLI writes desired state, the hub follows.
+
+It polls the change counter (one row) every poll interval, and on a change — or when a
+stream connects — pushes new policies, dispatches pending tasks, sends cancels for tasks
+the CLI ended, and closes the streams of revoked nodes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass, field
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from cortexctl.core import changes, journal
+from cortexctl.core.sandbox import EffectivePolicy, effective_policy
+from cortexctl.hub import convert
+from cortexctl.hub.runtime import HubRuntime
+from cortexctl.hub.streams import NodeStream
+from cortexctl.proto import mesh_pb2 as pb
+from cortexctl.store.models import Node
+
+log = logging.getLogger("cortexctl.hub")
+FULL_PASS_S = 10.0  # a pass even without a change, as a safety net
+
+
+@dataclass
+class Plan:
+    policies: dict[str, EffectivePolicy] = field(default_factory=dict)
+    revoked: set[str] = field(default_factory=set)
+    assignments: dict[str, list[pb.HubMessage]] = field(default_factory=dict)
+    ended: dict[str, str] = field(default_factory=dict)  # task id -> terminal state
+
+
+class Reconciler:
+    def __init__(self, runtime: HubRuntime) -> None:
+        self.rt = runtime
+        self.passes = 0
+
+    async def run(self) -> None:
+        seen: int | None = None
+        last_pass = 0.0
+        while True:
+            try:
+                current = await self.rt.executor.session(changes.current, timeout=10.0)
+                woken = self.rt.wake_reconciler.is_set()
+                self.rt.wake_reconciler.clear()
+                if woken or current != seen or time.monotonic() - last_pass > FULL_PASS_S:
+                    await self.reconcile()
+                    seen, last_pass = current, time.monotonic()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("reconcile pass failed; retrying")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    self.rt.wake_reconciler.wait(), self.rt.options.poll_interval_s
+                )
+
+    async def reconcile(self) -> None:
+        streams = {
+            stream.node_id: stream for stream in self.rt.streams.streams() if stream.closed is None
+        }
+        revoked_cached = set(self.rt.credentials.node_ids()) - set(streams)
+        plan = await self.rt.executor.session(
+            self._plan, streams, revoked_cached, write=True, timeout=30.0
+        )
+        self.passes += 1
+        for node_id in plan.revoked:
+            self.rt.credentials.forget(node_id)
+        for node_id, stream in streams.items():
+            if node_id in plan.revoked:
+                stream.close(f"{stream.label} was revoked by an operator", "PERMISSION_DENIED")
+                continue
+            policy = plan.policies.get(node_id)
+            if policy is not None and policy.revision > stream.policy_revision_sent:
+                stream.send(convert.policy_message(policy))
+                stream.policy_revision_sent = policy.revision
+                log.info(
+                    "pushed policy revision %d (%s) to %s",
+                    policy.revision,
+                    policy.mode,
+                    stream.label,
+                )
+            for task_id in list(stream.in_flight):
+                if task_id in plan.ended:
+                    stream.in_flight.discard(task_id)
+                    stream.send(
+                        convert.cancel(task_id, f"task ended {plan.ended[task_id]} in the journal")
+                    )
+            for message in plan.assignments.get(node_id, []):
+                stream.in_flight.add(message.assign.task_id)
+                stream.send(message)
+        await self._fail_orphans(streams, plan)
+
+    def _plan(self, session: Session, streams: dict[str, NodeStream], cached: set[str]) -> Plan:
+        plan = Plan()
+        ids = set(streams) | cached
+        if not ids:
+            return plan
+        for node in session.scalars(select(Node).where(Node.id.in_(ids))):
+            if node.revoked_at is not None:
+                plan.revoked.add(node.id)
+                continue
+            stream = streams.get(node.id)
+            if stream is None:
+                continue
+            plan.policies[node.id] = effective_policy(node, self.rt.options.sandbox)
+            claimed = journal.claim_pending(
+                session,
+                node,
+                hub_id=self.rt.hub_id,
+                stream_id=stream.stream_id,
+                defaults=self.rt.options.sandbox,
+            )
+            if claimed:
+                plan.assignments[node.id] = [convert.assignment(task) for task in claimed]
+        in_flight = [task for stream in streams.values() for task in stream.in_flight]
+        plan.ended = journal.terminal_among(session, in_flight)
+        return plan
+
+    async def _fail_orphans(self, streams: dict[str, NodeStream], plan: Plan) -> None:
+        # A stream that closed while its tasks were being claimed will never run them.
+        for node_id, messages in plan.assignments.items():
+            stream = streams[node_id]
+            if stream.closed is not None and messages:
+                reason = (
+                    f"{stream.label} lost its stream before the task was sent: "
+                    f"{stream.closed.reason}"
+                )
+                await self.rt.executor.session(
+                    journal.fail_node_tasks,
+                    node_id,
+                    reason,
+                    stream_id=stream.stream_id,
+                    timeout=30.0,
+                )

@@ -1,0 +1,220 @@
+from collections.abc import Iterable as _Iterable
+from collections.abc import Mapping as _Mapping
+from typing import ClassVar as _ClassVar
+
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class SandboxMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    SANDBOX_MODE_UNSPECIFIED: _ClassVar[SandboxMode]
+    SANDBOX_MODE_STRICT: _ClassVar[SandboxMode]
+    SANDBOX_MODE_PERMISSIVE: _ClassVar[SandboxMode]
+
+class TaskState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    TASK_STATE_UNSPECIFIED: _ClassVar[TaskState]
+    PENDING: _ClassVar[TaskState]
+    DISPATCHED: _ClassVar[TaskState]
+    RUNNING: _ClassVar[TaskState]
+    SUCCEEDED: _ClassVar[TaskState]
+    FAILED: _ClassVar[TaskState]
+    CANCELLED: _ClassVar[TaskState]
+    TIMED_OUT: _ClassVar[TaskState]
+    REJECTED: _ClassVar[TaskState]
+SANDBOX_MODE_UNSPECIFIED: SandboxMode
+SANDBOX_MODE_STRICT: SandboxMode
+SANDBOX_MODE_PERMISSIVE: SandboxMode
+TASK_STATE_UNSPECIFIED: TaskState
+PENDING: TaskState
+DISPATCHED: TaskState
+RUNNING: TaskState
+SUCCEEDED: TaskState
+FAILED: TaskState
+CANCELLED: TaskState
+TIMED_OUT: TaskState
+REJECTED: TaskState
+
+class SyncConfigurationRequest(_message.Message):
+    __slots__ = ("invite_token", "node_credential", "hostname", "agent_version", "requested_name", "capabilities", "labels")
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: str | None = ..., value: str | None = ...) -> None: ...
+    INVITE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    NODE_CREDENTIAL_FIELD_NUMBER: _ClassVar[int]
+    HOSTNAME_FIELD_NUMBER: _ClassVar[int]
+    AGENT_VERSION_FIELD_NUMBER: _ClassVar[int]
+    REQUESTED_NAME_FIELD_NUMBER: _ClassVar[int]
+    CAPABILITIES_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    invite_token: str
+    node_credential: str
+    hostname: str
+    agent_version: str
+    requested_name: str
+    capabilities: _containers.RepeatedScalarFieldContainer[str]
+    labels: _containers.ScalarMap[str, str]
+    def __init__(self, invite_token: str | None = ..., node_credential: str | None = ..., hostname: str | None = ..., agent_version: str | None = ..., requested_name: str | None = ..., capabilities: _Iterable[str] | None = ..., labels: _Mapping[str, str] | None = ...) -> None: ...
+
+class SandboxPolicy(_message.Message):
+    __slots__ = ("mode", "allowed_commands", "max_runtime_s", "max_output_bytes", "revision")
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    ALLOWED_COMMANDS_FIELD_NUMBER: _ClassVar[int]
+    MAX_RUNTIME_S_FIELD_NUMBER: _ClassVar[int]
+    MAX_OUTPUT_BYTES_FIELD_NUMBER: _ClassVar[int]
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    mode: SandboxMode
+    allowed_commands: _containers.RepeatedScalarFieldContainer[str]
+    max_runtime_s: int
+    max_output_bytes: int
+    revision: int
+    def __init__(self, mode: SandboxMode | str | None = ..., allowed_commands: _Iterable[str] | None = ..., max_runtime_s: int | None = ..., max_output_bytes: int | None = ..., revision: int | None = ...) -> None: ...
+
+class NodeConfiguration(_message.Message):
+    __slots__ = ("node_id", "node_credential", "sandbox", "heartbeat_interval_ms", "max_chunk_bytes", "max_file_bytes", "hub_id")
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    NODE_CREDENTIAL_FIELD_NUMBER: _ClassVar[int]
+    SANDBOX_FIELD_NUMBER: _ClassVar[int]
+    HEARTBEAT_INTERVAL_MS_FIELD_NUMBER: _ClassVar[int]
+    MAX_CHUNK_BYTES_FIELD_NUMBER: _ClassVar[int]
+    MAX_FILE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    HUB_ID_FIELD_NUMBER: _ClassVar[int]
+    node_id: str
+    node_credential: str
+    sandbox: SandboxPolicy
+    heartbeat_interval_ms: int
+    max_chunk_bytes: int
+    max_file_bytes: int
+    hub_id: str
+    def __init__(self, node_id: str | None = ..., node_credential: str | None = ..., sandbox: SandboxPolicy | _Mapping | None = ..., heartbeat_interval_ms: int | None = ..., max_chunk_bytes: int | None = ..., max_file_bytes: int | None = ..., hub_id: str | None = ...) -> None: ...
+
+class Heartbeat(_message.Message):
+    __slots__ = ("seq", "sent_unix_ms", "running_tasks")
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    SENT_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
+    RUNNING_TASKS_FIELD_NUMBER: _ClassVar[int]
+    seq: int
+    sent_unix_ms: int
+    running_tasks: int
+    def __init__(self, seq: int | None = ..., sent_unix_ms: int | None = ..., running_tasks: int | None = ...) -> None: ...
+
+class TaskUpdate(_message.Message):
+    __slots__ = ("task_id", "state", "exit_code", "stdout", "stderr", "output_truncated", "error")
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    EXIT_CODE_FIELD_NUMBER: _ClassVar[int]
+    STDOUT_FIELD_NUMBER: _ClassVar[int]
+    STDERR_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_TRUNCATED_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    task_id: str
+    state: TaskState
+    exit_code: int
+    stdout: bytes
+    stderr: bytes
+    output_truncated: bool
+    error: str
+    def __init__(self, task_id: str | None = ..., state: TaskState | str | None = ..., exit_code: int | None = ..., stdout: bytes | None = ..., stderr: bytes | None = ..., output_truncated: bool | None = ..., error: str | None = ...) -> None: ...
+
+class PolicyAck(_message.Message):
+    __slots__ = ("revision",)
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    revision: int
+    def __init__(self, revision: int | None = ...) -> None: ...
+
+class NodeMessage(_message.Message):
+    __slots__ = ("heartbeat", "task_update", "policy_ack")
+    HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
+    TASK_UPDATE_FIELD_NUMBER: _ClassVar[int]
+    POLICY_ACK_FIELD_NUMBER: _ClassVar[int]
+    heartbeat: Heartbeat
+    task_update: TaskUpdate
+    policy_ack: PolicyAck
+    def __init__(self, heartbeat: Heartbeat | _Mapping | None = ..., task_update: TaskUpdate | _Mapping | None = ..., policy_ack: PolicyAck | _Mapping | None = ...) -> None: ...
+
+class HeartbeatAck(_message.Message):
+    __slots__ = ("seq", "hub_unix_ms")
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    HUB_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
+    seq: int
+    hub_unix_ms: int
+    def __init__(self, seq: int | None = ..., hub_unix_ms: int | None = ...) -> None: ...
+
+class TaskAssignment(_message.Message):
+    __slots__ = ("task_id", "argv", "script", "timeout_s", "env", "cwd")
+    class EnvEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: str | None = ..., value: str | None = ...) -> None: ...
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    ARGV_FIELD_NUMBER: _ClassVar[int]
+    SCRIPT_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_S_FIELD_NUMBER: _ClassVar[int]
+    ENV_FIELD_NUMBER: _ClassVar[int]
+    CWD_FIELD_NUMBER: _ClassVar[int]
+    task_id: str
+    argv: _containers.RepeatedScalarFieldContainer[str]
+    script: str
+    timeout_s: int
+    env: _containers.ScalarMap[str, str]
+    cwd: str
+    def __init__(self, task_id: str | None = ..., argv: _Iterable[str] | None = ..., script: str | None = ..., timeout_s: int | None = ..., env: _Mapping[str, str] | None = ..., cwd: str | None = ...) -> None: ...
+
+class CancelTask(_message.Message):
+    __slots__ = ("task_id", "reason")
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    task_id: str
+    reason: str
+    def __init__(self, task_id: str | None = ..., reason: str | None = ...) -> None: ...
+
+class HubMessage(_message.Message):
+    __slots__ = ("policy", "heartbeat_ack", "assign", "cancel")
+    POLICY_FIELD_NUMBER: _ClassVar[int]
+    HEARTBEAT_ACK_FIELD_NUMBER: _ClassVar[int]
+    ASSIGN_FIELD_NUMBER: _ClassVar[int]
+    CANCEL_FIELD_NUMBER: _ClassVar[int]
+    policy: SandboxPolicy
+    heartbeat_ack: HeartbeatAck
+    assign: TaskAssignment
+    cancel: CancelTask
+    def __init__(self, policy: SandboxPolicy | _Mapping | None = ..., heartbeat_ack: HeartbeatAck | _Mapping | None = ..., assign: TaskAssignment | _Mapping | None = ..., cancel: CancelTask | _Mapping | None = ...) -> None: ...
+
+class FileChunk(_message.Message):
+    __slots__ = ("path", "offset", "data", "is_final", "sha256", "total_size", "mode")
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    IS_FINAL_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_SIZE_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    path: str
+    offset: int
+    data: bytes
+    is_final: bool
+    sha256: str
+    total_size: int
+    mode: int
+    def __init__(self, path: str | None = ..., offset: int | None = ..., data: bytes | None = ..., is_final: bool | None = ..., sha256: str | None = ..., total_size: int | None = ..., mode: int | None = ...) -> None: ...
+
+class FileSyncResult(_message.Message):
+    __slots__ = ("path", "size", "sha256")
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    path: str
+    size: int
+    sha256: str
+    def __init__(self, path: str | None = ..., size: int | None = ..., sha256: str | None = ...) -> None: ...
