@@ -54,6 +54,7 @@ class NodeView:
     sandbox_configured: bool
     allowed_commands: list[str]
     policy_revision: int
+    policy_acked: int  # the revision the node last confirmed it applies
     labels: dict[str, Any]
     agent_version: str
     hub_id: str | None
@@ -194,6 +195,7 @@ def view(node: Node, presence: NodePresence | None, defaults: SandboxDefaults) -
         sandbox_configured=policy.configured,
         allowed_commands=list(policy.allowed_commands),
         policy_revision=node.policy_revision,
+        policy_acked=presence.policy_revision_acked if presence else 0,
         labels=dict(node.labels or {}),
         agent_version=node.agent_version,
         hub_id=presence.hub_id if presence and presence.connected else None,

@@ -29,6 +29,7 @@ class NodePresence:
     running_tasks: int
     status: str  # online | stale | offline
     peer: str
+    policy_revision_acked: int
 
 
 @dataclass
@@ -78,6 +79,7 @@ def presence_of(session: Session, node_ids: Iterable[str]) -> dict[str, NodePres
             running_tasks=row.running_tasks,
             status=status,
             peer=row.peer,
+            policy_revision_acked=row.policy_revision_acked,
         )
     return result
 
