@@ -20,8 +20,12 @@ import pytest
 PG_DEFAULT = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
 
-def wait_until(predicate: Callable[[], Any], timeout: float = 15.0, what: str = "condition",
-               interval: float = 0.05) -> Any:
+def wait_until(
+    predicate: Callable[[], Any],
+    timeout: float = 15.0,
+    what: str = "condition",
+    interval: float = 0.05,
+) -> Any:
     """Poll ``predicate`` until it returns something truthy; fail with ``what`` at the deadline."""
     deadline = time.monotonic() + timeout
     while True:
@@ -42,8 +46,12 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     home = tmp_path / "home"
     home.mkdir()
     monkeypatch.setenv("HOME", str(home))
-    for var, sub in (("XDG_CONFIG_HOME", ".config"), ("XDG_DATA_HOME", ".local/share"),
-                     ("XDG_STATE_HOME", ".local/state"), ("XDG_CACHE_HOME", ".cache")):
+    for var, sub in (
+        ("XDG_CONFIG_HOME", ".config"),
+        ("XDG_DATA_HOME", ".local/share"),
+        ("XDG_STATE_HOME", ".local/state"),
+        ("XDG_CACHE_HOME", ".cache"),
+    ):
         monkeypatch.setenv(var, str(home / sub))
     return home
 
@@ -109,8 +117,7 @@ def data_dir(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def store_env(database_url: str, data_dir: Path, monkeypatch: pytest.MonkeyPatch
-              ) -> dict[str, str]:
+def store_env(database_url: str, data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     """CORTEX_* variables that point commands (in-process and child processes) at the store."""
     env = {"CORTEX_DATABASE_URL": database_url, "CORTEX_DATA_DIR": str(data_dir)}
     for key, value in env.items():

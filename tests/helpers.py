@@ -45,8 +45,9 @@ class Proc:
     def start(self) -> Proc:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("ab")
-        self.popen = subprocess.Popen(self.args, env=self.env, stdout=log, stderr=log,
-                                      stdin=subprocess.DEVNULL)
+        self.popen = subprocess.Popen(
+            self.args, env=self.env, stdout=log, stderr=log, stdin=subprocess.DEVNULL
+        )
         log.close()
         return self
 
@@ -78,7 +79,7 @@ class Proc:
         except subprocess.TimeoutExpired:
             self.popen.kill()
             self.popen.wait()
-            raise AssertionError(f"{self.args[3]} did not stop on SIGTERM:\n{self.log()}")
+            raise AssertionError(f"{self.args[3]} did not stop on SIGTERM:\n{self.log()}") from None
 
     def kill(self) -> None:
         if self.popen is not None and self.popen.poll() is None:
@@ -99,9 +100,19 @@ class Hub:
 
     def start(self, listen: str | None = None) -> Hub:
         ready = self.workdir / f"ready-{self.restarts}.json"
-        args = [*CORTEXCTL, "serve", "--listen", listen or self.address or "127.0.0.1:0",
-                "--ready-file", str(ready), "--heartbeat-interval", self.heartbeat,
-                "--log-format", "text", *self.extra]
+        args = [
+            *CORTEXCTL,
+            "serve",
+            "--listen",
+            listen or self.address or "127.0.0.1:0",
+            "--ready-file",
+            str(ready),
+            "--heartbeat-interval",
+            self.heartbeat,
+            "--log-format",
+            "text",
+            *self.extra,
+        ]
         self.proc = Proc(args, self.env, self.workdir / "hub.log").start()
         wait_until(lambda: ready.exists() or not self.proc.alive(), 30, "the hub to serve")
         assert ready.exists(), f"hub did not start:\n{self.proc.log()}"
@@ -133,20 +144,36 @@ class Mesh:
     def invite(self, *extra: str) -> str:
         return str(cli_json("invites", "create", *extra)["token"])
 
-    def start_agent(self, name: str, token: str | None = None, *extra: str,
-                    wait_online: bool = True) -> Proc:
+    def start_agent(
+        self, name: str, token: str | None = None, *extra: str, wait_online: bool = True
+    ) -> Proc:
         workspace = self.root / "agents" / name / "workspace"
         workspace.mkdir(parents=True, exist_ok=True)
-        args = [*CORTEXCTL, "agent", "--hub", self.hub.address, "--workspace", str(workspace),
-                "--state-dir", str(self.root / "agents" / name / "state"), "--name", name,
-                "--log-format", "text", *extra]
+        args = [
+            *CORTEXCTL,
+            "agent",
+            "--hub",
+            self.hub.address,
+            "--workspace",
+            str(workspace),
+            "--state-dir",
+            str(self.root / "agents" / name / "state"),
+            "--name",
+            name,
+            "--log-format",
+            "text",
+            *extra,
+        ]
         if token is not None:
             args += ["--token", token]
         proc = Proc(args, self.env, self.root / "agents" / name / "agent.log").start()
         self.agents.append(proc)
         if wait_online:
-            wait_until(lambda: self.node(name).get("online") or not proc.alive(), 30,
-                       f"node {name} to come online")
+            wait_until(
+                lambda: self.node(name).get("online") or not proc.alive(),
+                30,
+                f"node {name} to come online",
+            )
             assert proc.alive(), f"agent {name} exited:\n{proc.log()}"
         return proc
 

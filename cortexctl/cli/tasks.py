@@ -101,6 +101,7 @@ def submit(
 
     timeout_s = duration(timeout, "--timeout") or 0
     task_env = parse_labels(env) if env else {}
+    journal.check_task_shape(argv or [], script or "", task_env, cwd)
     obj = cli_context(ctx)
     store = obj.store()
     with store.session() as session:

@@ -11,7 +11,7 @@ from sqlalchemy import Engine, create_engine, event, exc, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-from cortexctl.errors import Unavailable, UsageError
+from cortexctl.errors import Conflict, Unavailable, UsageError
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
 MIGRATIONS = Path(__file__).with_name("migrations")
@@ -110,11 +110,8 @@ class Store:
         ``write=True`` takes SQLite's write lock at BEGIN, for read-then-write work.
         """
         factory = self._write_sessions if write else self._sessions
-        try:
-            with factory() as session, session.begin():
-                yield session
-        except exc.OperationalError as err:
-            raise Unavailable(describe_operational_error(self.url, err)) from None
+        with store_errors(self.url), factory() as session, session.begin():
+            yield session
 
     def dispose(self) -> None:
         self.engine.dispose()
@@ -124,7 +121,20 @@ class Store:
         return make_url(self.url).render_as_string(hide_password=True)
 
 
-def describe_operational_error(url: str, err: exc.OperationalError) -> str:
+@contextlib.contextmanager
+def store_errors(url: str) -> Iterator[None]:
+    """Map driver errors to typed ones: a store that fails is UNAVAILABLE, not a traceback."""
+    try:
+        yield
+    except exc.IntegrityError as err:
+        raise Conflict(
+            f"a concurrent change conflicted ({str(err.orig).strip()}); try again"
+        ) from None
+    except (exc.OperationalError, exc.InterfaceError, exc.DatabaseError) as err:
+        raise Unavailable(describe_operational_error(url, err)) from None
+
+
+def describe_operational_error(url: str, err: exc.DBAPIError) -> str:
     message = str(err.orig).strip().splitlines()[0] if err.orig else str(err)
     shown = make_url(url).render_as_string(hide_password=True)
     if "locked" in message:
@@ -158,14 +168,11 @@ def known_revisions() -> tuple[str, set[str]]:
 
 def current_revision(store: Store) -> str | None:
     """The schema revision of the store, or None for an empty database."""
-    try:
-        with store.engine.connect() as connection:
-            if not inspect(connection).has_table("alembic_version"):
-                return None
-            row = connection.execute(text("SELECT version_num FROM alembic_version")).first()
-            return None if row is None else str(row[0])
-    except exc.OperationalError as err:
-        raise Unavailable(describe_operational_error(store.url, err)) from None
+    with store_errors(store.url), store.engine.connect() as connection:
+        if not inspect(connection).has_table("alembic_version"):
+            return None
+        row = connection.execute(text("SELECT version_num FROM alembic_version")).first()
+        return None if row is None else str(row[0])
 
 
 def upgrade(store: Store, revision: str = "head") -> tuple[str | None, str]:
@@ -180,11 +187,8 @@ def upgrade(store: Store, revision: str = "head") -> tuple[str | None, str]:
             "not know; upgrade cortexctl"
         )
     if before != head or revision != "head":
-        try:
-            with store.engine.begin() as connection:
-                command.upgrade(alembic_config(connection), revision)
-        except exc.OperationalError as err:
-            raise Unavailable(describe_operational_error(store.url, err)) from None
+        with store_errors(store.url), store.engine.begin() as connection:
+            command.upgrade(alembic_config(connection), revision)
     return before, current_revision(store) or ""
 
 

@@ -57,15 +57,17 @@ def test_strict_node_rejects_scripts_and_unlisted_commands(mesh: Mesh) -> None:
 def test_permissive_runs_bash_and_reports_failures(mesh: Mesh) -> None:
     mesh.start_agent("n1", mesh.invite("--sandbox", "permissive"))
     assert mesh.node("n1")["sandbox"] == "permissive"
-    ok = run_cli("tasks", "submit", "n1", "--wait", "--json", "--script",
-                 "echo out; echo err >&2; pwd")
+    ok = run_cli(
+        "tasks", "submit", "n1", "--wait", "--json", "--script", "echo out; echo err >&2; pwd"
+    )
     assert ok.exit_code == 0, ok.stderr
     task = cli_json("tasks", "show", cli_json_from(ok.stdout)["id"])
     assert task["state"] == "succeeded"
     assert task["exit_code"] == 0
     assert task["stdout"].splitlines()[0] == "out"
-    assert os.path.realpath(task["stdout"].splitlines()[1]) == \
-        os.path.realpath(mesh.workspace("n1"))
+    assert os.path.realpath(task["stdout"].splitlines()[1]) == os.path.realpath(
+        mesh.workspace("n1")
+    )
     assert task["stderr"] == "err\n"
 
     bad = run_cli("tasks", "submit", "n1", "--wait", "--json", "--script", "exit 7")
@@ -74,8 +76,9 @@ def test_permissive_runs_bash_and_reports_failures(mesh: Mesh) -> None:
     assert failed["state"] == "failed"
     assert failed["exit_code"] == 7
 
-    slow = run_cli("tasks", "submit", "n1", "--wait", "--json", "--timeout", "1",
-                   "--script", "sleep 30")
+    slow = run_cli(
+        "tasks", "submit", "n1", "--wait", "--json", "--timeout", "1", "--script", "sleep 30"
+    )
     assert slow.exit_code == 1
     assert cli_json_from(slow.stdout)["state"] == "timed_out"
 
@@ -94,8 +97,11 @@ def test_policy_change_reaches_the_connected_node(mesh: Mesh) -> None:
     changed = cli_json("nodes", "sandbox", "n1", "--permissive")
     assert changed[0]["revision"] == before["policy_revision"] + 1
     # The node acknowledges the pushed revision; the hub records the ack.
-    wait_until(lambda: cli_json("nodes", "show", "n1")["policy_acked"] == changed[0]["revision"],
-               10, "the node to acknowledge the new policy")
+    wait_until(
+        lambda: cli_json("nodes", "show", "n1")["policy_acked"] == changed[0]["revision"],
+        10,
+        "the node to acknowledge the new policy",
+    )
     assert "sandbox policy now permissive" in mesh.agents[0].log()
     done = run_cli("tasks", "submit", "n1", "--wait", "--script", "echo via bash")
     assert done.exit_code == 0, done.stderr
@@ -146,11 +152,17 @@ def test_cancel_stops_the_running_task_on_the_node(mesh: Mesh) -> None:
     task_id = cli_json("tasks", "submit", "n1", "--script", "sleep 60")["id"]
     wait_until(lambda: task_state(task_id) == "running", 10, "the task to run")
     assert cli_json("tasks", "cancel", task_id)["state"] == "cancelled"
-    wait_until(lambda: f"cancelling task {task_id}" in mesh.agents[0].log(), 10,
-               "the agent to be told to cancel")
+    wait_until(
+        lambda: f"cancelling task {task_id}" in mesh.agents[0].log(),
+        10,
+        "the agent to be told to cancel",
+    )
     assert cli_json("nodes", "show", "n1")["running_tasks"] in (0, 1)
-    wait_until(lambda: cli_json("nodes", "show", "n1")["running_tasks"] == 0, 10,
-               "the node to report no running task")
+    wait_until(
+        lambda: cli_json("nodes", "show", "n1")["running_tasks"] == 0,
+        10,
+        "the node to report no running task",
+    )
 
 
 def test_journal_fail_ends_every_unfinished_task(mesh: Mesh) -> None:
@@ -190,9 +202,10 @@ def test_second_stream_supersedes_the_first(mesh: Mesh) -> None:
     credential = json.loads((mesh.root / "agents/n1/state/credential.json").read_text())
     with grpc.insecure_channel(mesh.hub.address) as channel:
         stub = pb_grpc.AgentOrchestratorStub(channel)
-        stream = stub.TaskStream(iter([pb.NodeMessage(heartbeat=pb.Heartbeat(seq=1))]),
-                                 metadata=[("authorization",
-                                            f"Bearer {credential['node_credential']}")])
+        stream = stub.TaskStream(
+            iter([pb.NodeMessage(heartbeat=pb.Heartbeat(seq=1))]),
+            metadata=[("authorization", f"Bearer {credential['node_credential']}")],
+        )
         first = next(stream)
         assert first.WhichOneof("body") == "policy"
         assert next(stream).heartbeat_ack.seq == 1
