@@ -115,3 +115,116 @@ def spinner(text: str, enabled: bool) -> Any:
     if not enabled or not sys.stderr.isatty():
         return contextlib.nullcontext()
     return _console(stderr=True).status(text)
+
+
+# --- mesh status ---------------------------------------------------------------------------
+
+NODE_COLUMNS = ["NAME", "ID", "STATUS", "HUB", "SANDBOX", "HEARTBEAT", "TASKS", "UPLOADS"]
+STATUS_STYLE = {"online": "green", "stale": "yellow", "offline": "dim", "revoked": "red"}
+
+
+def _node_rows(snap: Any, styled: bool) -> list[list[str]]:
+    rows = []
+    for node in snap.nodes:
+        status = node.status
+        if styled and status in STATUS_STYLE:
+            status = f"[{STATUS_STYLE[status]}]{status}[/]"
+        rows.append(
+            [
+                node.name,
+                node.id,
+                status,
+                node.hub_id or "-",
+                node.sandbox,
+                age(node.last_heartbeat),
+                str(node.running_tasks),
+                str(node.uploads_in_flight),
+            ]
+        )
+    return rows
+
+
+def summary_line(snap: Any) -> str:
+    s = snap.summary
+    return (
+        f"{s['nodes']} node(s): {s['online']} online, {s['stale']} stale, "
+        f"{s['offline']} offline, {s['revoked']} revoked · {s['hubs']} hub(s) · "
+        f"tasks {s['tasks_running']} running, {s['tasks_pending']} pending · "
+        f"{s['uploads_in_flight']} upload(s) in flight"
+    )
+
+
+def job_rows(jobs: Any) -> list[list[str]]:
+    from cortexctl.units import format_duration
+
+    return [
+        [
+            job.hub_id,
+            job.job,
+            format_duration(job.interval_s),
+            job.last_outcome,
+            age(job.last_started_at),
+            "-" if job.last_duration_s is None else format_duration(job.last_duration_s),
+            "-" if job.next_run_at is None else clock.iso(job.next_run_at) or "-",
+            f"{job.runs}/{job.failures}",
+            job.last_error[:60],
+        ]
+        for job in jobs
+    ]
+
+
+JOB_COLUMNS = ["HUB", "JOB", "EVERY", "LAST", "RAN", "TOOK", "NEXT", "RUNS/FAILED", "ERROR"]
+
+
+def mesh_renderable(snap: Any, show_jobs: bool) -> Any:
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    for column in NODE_COLUMNS:
+        table.add_column(column)
+    for row in _node_rows(snap, styled=True):
+        table.add_row(*row)
+    parts: list[Any] = [table, Text(summary_line(snap), style="bold")]
+    if show_jobs:
+        parts.append(build_table(JOB_COLUMNS, job_rows(snap.jobs)))
+    return Group(*parts)
+
+
+def print_mesh(snap: Any, show_jobs: bool) -> None:
+    if not snap.nodes:
+        message("no nodes yet; create an invite with `cortexctl invites create`")
+    else:
+        print_table(NODE_COLUMNS, _node_rows(snap, styled=False))
+    message(summary_line(snap))
+    if show_jobs:
+        print_table(JOB_COLUMNS, job_rows(snap.jobs), empty="no maintenance job has run yet")
+
+
+def follow(fetch: Callable[[], Any], interval_s: float, show_jobs: bool) -> None:
+    """Refresh a live view until Ctrl-C; on a pipe, print a plain snapshot each interval."""
+    import time
+
+    try:
+        if sys.stdout.isatty():
+            from rich.live import Live
+
+            with Live(
+                mesh_renderable(fetch(), show_jobs),
+                console=_console(),
+                auto_refresh=False,
+                screen=False,
+            ) as live:
+                while True:
+                    time.sleep(interval_s)
+                    live.update(mesh_renderable(fetch(), show_jobs), refresh=True)
+        else:
+            while True:
+                snap = fetch()
+                message(f"--- {clock.iso(snap.taken_at)}")
+                print_mesh(snap, show_jobs)
+                sys.stdout.flush()
+                time.sleep(interval_s)
+    except KeyboardInterrupt:
+        pass

@@ -84,8 +84,10 @@ class StoreExecutor:
     ) -> T:
         """Run ``fn(session, *args, **kwargs)`` in its own transaction on a worker thread."""
 
+        deadline = time.monotonic() + (timeout or self.default_timeout)
+
         def in_session() -> T:
-            with self.store.session(write=write) as session:
+            with self.store.session(write=write, deadline=deadline) as session:
                 return fn(session, *args, **kwargs)
 
         return await self.run(in_session, timeout=timeout)

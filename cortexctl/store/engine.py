@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -54,13 +55,16 @@ def make_engine(
     if parsed.get_backend_name() == "postgresql" and parsed.get_driver_name() in ("", "psycopg2"):
         parsed = parsed.set(drivername="postgresql+psycopg")
     try:
-        return create_engine(
+        engine = create_engine(
             parsed,
             pool_size=pool_size,
             max_overflow=pool_size,
             pool_pre_ping=True,
             connect_args=_pg_connect_args(parsed),
         )
+        if parsed.get_backend_name() == "postgresql":
+            _configure_postgresql(engine)
+        return engine
     except ModuleNotFoundError as err:
         raise UsageError(
             f"the database driver for {parsed.drivername} is not installed "
@@ -86,10 +90,36 @@ def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
+        options = connection.get_execution_options()
+        # A deadline shortens how long this transaction may wait for the write lock; the
+        # connection goes back to the default wait afterwards.
+        wait_ms = _remaining_ms(options.get("cortex_deadline"), busy_timeout_ms)
+        if (
+            wait_ms != busy_timeout_ms
+            or connection.info.get("busy_ms", busy_timeout_ms) != busy_timeout_ms
+        ):
+            connection.exec_driver_sql(f"PRAGMA busy_timeout={wait_ms}")
+            connection.info["busy_ms"] = wait_ms
         # IMMEDIATE takes the write lock up front, so a read-then-write transaction waits on
         # busy_timeout instead of failing at once when another writer committed in between.
-        immediate = connection.get_execution_options().get("cortex_immediate", False)
+        immediate = options.get("cortex_immediate", False)
         connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def _configure_postgresql(engine: Engine) -> None:
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        deadline = connection.get_execution_options().get("cortex_deadline")
+        if deadline is not None:
+            wait_ms = _remaining_ms(deadline, 0)
+            connection.exec_driver_sql(f"SET LOCAL lock_timeout = {wait_ms}")
+            connection.exec_driver_sql(f"SET LOCAL statement_timeout = {wait_ms}")
+
+
+def _remaining_ms(deadline: float | None, default_ms: int) -> int:
+    if deadline is None:
+        return default_ms
+    return max(1, int((deadline - time.monotonic()) * 1000))
 
 
 class Store:
@@ -104,14 +134,23 @@ class Store:
         )
 
     @contextlib.contextmanager
-    def session(self, *, write: bool = False) -> Iterator[Session]:
+    def session(self, *, write: bool = False, deadline: float | None = None) -> Iterator[Session]:
         """A transaction: committed on success, rolled back on error.
 
-        ``write=True`` takes SQLite's write lock at BEGIN, for read-then-write work.
+        ``write=True`` takes SQLite's write lock at BEGIN, for read-then-write work. With a
+        ``deadline`` (a ``time.monotonic()`` value) the database gives up waiting for locks
+        when it passes, and a transaction that finishes after it is rolled back, never
+        committed: its caller has already been told UNAVAILABLE.
         """
         factory = self._write_sessions if write else self._sessions
         with store_errors(self.url), factory() as session, session.begin():
+            if deadline is not None:
+                if time.monotonic() >= deadline:
+                    raise Unavailable("the store was not reached before the deadline")
+                session.connection(execution_options={"cortex_deadline": deadline})
             yield session
+            if deadline is not None and time.monotonic() > deadline:
+                raise Unavailable("the store answered after the deadline; nothing was changed")
 
     def dispose(self) -> None:
         self.engine.dispose()
