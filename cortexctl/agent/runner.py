@@ -24,7 +24,16 @@ import grpc
 from cortexctl import __version__
 from cortexctl.agent.executor import Policy, TaskOutcome, TaskRunner, TaskSpec
 from cortexctl.agent.state import Membership, load_membership, save_membership
-from cortexctl.errors import CortexError, PermissionDenied, Unauthenticated
+from cortexctl.agent.syncer import (
+    FailedUpload,
+    SyncReport,
+    UploadResult,
+    WorkspaceSyncer,
+    describe,
+    upload_many,
+    workspace_paths,
+)
+from cortexctl.errors import CortexError, PermissionDenied, Unauthenticated, Unavailable, UsageError
 from cortexctl.proto import mesh_pb2 as pb
 from cortexctl.proto import mesh_pb2_grpc as pb_grpc
 
@@ -56,6 +65,8 @@ class AgentOptions:
     backoff_base_s: float = 0.5
     backoff_max_s: float = 30.0
     channel_factory: Callable[[str], grpc.aio.Channel] | None = None
+    sync: bool = False  # upload the workspace on connect, then what changes
+    sync_interval_s: float = 10.0
 
 
 def policy_from_pb(message: pb.SandboxPolicy) -> Policy:
@@ -79,6 +90,8 @@ def rpc_error(err: grpc.aio.AioRpcError) -> CortexError:
     message = f"hub answered {err.code().name}: {err.details()}"
     if err.code() == grpc.StatusCode.PERMISSION_DENIED:
         return PermissionDenied(message)
+    if err.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+        return Unavailable(message)
     return Unauthenticated(message)
 
 
@@ -94,6 +107,9 @@ class Agent:
         self.connected = asyncio.Event()
         self._channel: grpc.aio.Channel | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self.syncer = (
+            WorkspaceSyncer(options.workspace, options.sync_interval_s) if options.sync else None
+        )
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -173,6 +189,35 @@ class Agent:
         self.policy = policy_from_pb(config.sandbox)
         return config
 
+    # --- one-off sync (`cortexctl agent sync`) ------------------------------------------
+
+    async def sync_paths(self, paths: list[str]) -> SyncReport:
+        """Upload the given files (folders expand) once with the stored credential."""
+        self.membership = load_membership(self.opts.state_dir)
+        if self.membership is None:
+            raise UsageError(
+                f"no credential in {self.opts.state_dir}: run `cortexctl agent --token ...` "
+                "once to join, or point --state-dir at the agent's state"
+            )
+        report = SyncReport()
+        rels, report.failed = workspace_paths(self.opts.workspace, paths)
+        self._channel = self._make_channel()
+        try:
+            config = await self.handshake()
+            outcomes = await upload_many(
+                self.stub, self.membership.node_credential, self.opts.workspace, rels, config
+            )
+        except grpc.aio.AioRpcError as err:
+            raise rpc_error(err) from None
+        finally:
+            await self._channel.close()
+        for rel, outcome in outcomes:
+            if isinstance(outcome, UploadResult):
+                report.uploaded.append(outcome)
+            else:
+                report.failed.append(FailedUpload(rel, describe(outcome)))
+        return report
+
     # --- the stream --------------------------------------------------------------------
 
     async def stream(self, config: pb.NodeConfiguration) -> None:
@@ -185,13 +230,21 @@ class Agent:
         writer = asyncio.create_task(self._write(call, outbox))
         beats = asyncio.create_task(self._heartbeats(outbox, interval))
         stopper = asyncio.create_task(self._close_on_stop(call))
+        helpers = [writer, beats, stopper]
+        if self.syncer is not None:
+            credential = self.membership.node_credential
+            helpers.append(asyncio.create_task(self.syncer.run(self.stub, credential, config)))
         try:
             async for message in call:
                 self._handle(message, outbox)
             log.info("hub closed the stream")
+        except asyncio.CancelledError:
+            if not self.stopping.is_set():
+                raise
+            log.info("stopping: closed the stream to the hub")  # our own call.cancel()
         finally:
             self.connected.clear()
-            for task in (writer, beats, stopper):
+            for task in helpers:
                 task.cancel()
             # Whatever ran for that stream is failed by the hub; do not leave it running.
             cancelled = self.runner.cancel_all("the stream to the hub ended")
@@ -203,8 +256,11 @@ class Agent:
         call.cancel()
 
     async def _write(self, call: Any, outbox: asyncio.Queue[pb.NodeMessage]) -> None:
-        while True:
-            await call.write(await outbox.get())
+        try:
+            while True:
+                await call.write(await outbox.get())
+        except (grpc.aio.AioRpcError, grpc.aio.UsageError, asyncio.InvalidStateError):
+            return  # the call ended; the reader sees why and reconnects
 
     async def _heartbeats(self, outbox: asyncio.Queue[pb.NodeMessage], interval: float) -> None:
         seq = 0

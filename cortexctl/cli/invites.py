@@ -44,7 +44,7 @@ def create(
     ttl_s = duration(ttl, "--ttl")
     labels = parse_labels(label)
     obj = cli_context(ctx)
-    with obj.store().session() as session:
+    with obj.store().session(write=True) as session:
         created = invites.create_invite(
             session,
             ttl_s=ttl_s or 0,
@@ -127,7 +127,7 @@ def revoke(
     """
     from cortexctl.core import invites
 
-    with cli_context(ctx).store().session() as session:
+    with cli_context(ctx).store().session(write=True) as session:
         views = [invites.revoke_invite(session, invite_id) for invite_id in invite_ids]
     render.emit(
         views,

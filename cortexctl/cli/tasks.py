@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from cortexctl.cli import render
+from cortexctl.cli.completion import complete_node, complete_task
 from cortexctl.cli.context import cli_context
 from cortexctl.cli.options import JsonOpt, duration, parse_labels
 from cortexctl.errors import EXIT_FAILED, CortexError, UsageError
@@ -21,7 +22,9 @@ app = typer.Typer(
     help="Submit tasks to nodes, list, show, wait for and cancel them.", no_args_is_help=True
 )
 
-TaskArg = Annotated[str, typer.Argument(metavar="TASK", help="Task id.")]
+TaskArg = Annotated[
+    str, typer.Argument(metavar="TASK", help="Task id.", autocompletion=complete_task)
+]
 WAIT_POLL_S = 0.2
 
 
@@ -69,7 +72,10 @@ def _finish(view: TaskView, as_json: bool) -> None:
 @app.command("submit")
 def submit(
     ctx: typer.Context,
-    node: Annotated[str, typer.Argument(metavar="NODE", help="Node id or name.")],
+    node: Annotated[
+        str,
+        typer.Argument(metavar="NODE", help="Node id or name.", autocompletion=complete_node),
+    ],
     argv: Annotated[
         list[str] | None,
         typer.Argument(metavar="[-- ARGV...]", help="Command and arguments, run without a shell."),
@@ -104,7 +110,7 @@ def submit(
     journal.check_task_shape(argv or [], script or "", task_env, cwd)
     obj = cli_context(ctx)
     store = obj.store()
-    with store.session() as session:
+    with store.session(write=True) as session:
         target = nodes.resolve_node(session, node)
         view = journal.submit_task(
             session,
@@ -135,7 +141,10 @@ def submit(
 @app.command("list")
 def list_(
     ctx: typer.Context,
-    node: Annotated[str | None, typer.Option(help="Only this node's tasks (id or name).")] = None,
+    node: Annotated[
+        str | None,
+        typer.Option(help="Only this node's tasks (id or name).", autocompletion=complete_node),
+    ] = None,
     state: Annotated[
         list[str] | None, typer.Option("--state", help="Only tasks in this state (repeatable).")
     ] = None,

@@ -58,7 +58,7 @@ class StoreExecutor:
         started = time.monotonic()
         self.queued += 1
         future = loop.run_in_executor(self._pool, context.run, fn, *args)
-        future.add_done_callback(lambda _: self._done(started))
+        future.add_done_callback(lambda done: self._done(started, done))
         try:
             return await asyncio.wait_for(asyncio.shield(future), timeout or self.default_timeout)
         except TimeoutError:
@@ -66,7 +66,11 @@ class StoreExecutor:
                 f"{what} did not answer within {timeout or self.default_timeout:g}s; retry shortly"
             ) from None
 
-    def _done(self, started: float) -> None:
+    def _done(self, started: float, future: asyncio.Future[Any]) -> None:
+        # A caller that gave up (deadline, cancel) no longer awaits the result; retrieve the
+        # exception here so it is not reported as "never retrieved".
+        if not future.cancelled():
+            future.exception()
         self.queued -= 1
         elapsed = time.monotonic() - started
         self.calls += 1

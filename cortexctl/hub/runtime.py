@@ -13,7 +13,9 @@ from cortexctl.config import Settings
 from cortexctl.core.sandbox import SandboxDefaults
 from cortexctl.hub.auth import CredentialCache
 from cortexctl.hub.executor import StoreExecutor
+from cortexctl.hub.ratelimit import FailureLimiter
 from cortexctl.hub.streams import StreamRegistry
+from cortexctl.hub.sync_locks import SyncLockRegistry
 
 log = logging.getLogger("cortexctl.hub")
 
@@ -24,6 +26,7 @@ class HubOptions:
     heartbeat_interval_s: float = 5.0
     handshake_deadline_s: float = 2.0
     poll_interval_s: float = 0.5
+    auth_failure_limit: int = 20
     presence_flush_s: float = 1.0
     sandbox: SandboxDefaults = SandboxDefaults()
     max_chunk_bytes: int = 1024 * 1024
@@ -31,6 +34,13 @@ class HubOptions:
     lock_wait_s: float = 5.0
     lock_ttl_s: float = 600.0
     mirrors_dir: Path = Path("mirrors")
+    mirror_retention_s: float = 30 * 86400.0
+    lock_gc_interval_s: float = 60.0
+    mirror_gc_interval_s: float = 3600.0
+    invite_gc_interval_s: float = 3600.0
+    invite_retention_s: float = 7 * 86400.0
+    journal_gc_interval_s: float = 3600.0
+    journal_retention_s: float = 30 * 86400.0
 
     @classmethod
     def from_settings(cls, settings: Settings, hub_id: str) -> HubOptions:
@@ -39,6 +49,7 @@ class HubOptions:
             heartbeat_interval_s=settings["hub.heartbeat_interval"],
             handshake_deadline_s=settings["hub.handshake_deadline"],
             poll_interval_s=settings["hub.poll_interval"],
+            auth_failure_limit=settings["hub.auth_failure_limit"],
             presence_flush_s=settings["jobs.presence_flush_interval"],
             sandbox=sandbox_defaults(settings),
             max_chunk_bytes=settings["sync.max_chunk_bytes"],
@@ -46,6 +57,13 @@ class HubOptions:
             lock_wait_s=settings["sync.lock_wait"],
             lock_ttl_s=settings["sync.lock_ttl"],
             mirrors_dir=settings.mirrors_dir,
+            mirror_retention_s=settings["sync.mirror_retention"],
+            lock_gc_interval_s=settings["jobs.lock_gc_interval"],
+            mirror_gc_interval_s=settings["jobs.mirror_gc_interval"],
+            invite_gc_interval_s=settings["jobs.invite_gc_interval"],
+            invite_retention_s=settings["jobs.invite_retention"],
+            journal_gc_interval_s=settings["jobs.journal_gc_interval"],
+            journal_retention_s=settings["jobs.journal_retention"],
         )
 
 
@@ -64,9 +82,14 @@ class HubRuntime:
     executor: StoreExecutor
     streams: StreamRegistry
     credentials: CredentialCache
+    sync_locks: SyncLockRegistry = field(default_factory=SyncLockRegistry)
+    auth_failures: FailureLimiter = field(default_factory=FailureLimiter)
     wake_reconciler: asyncio.Event = field(default_factory=asyncio.Event)
     draining: bool = False
     _background: set[asyncio.Task[Any]] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        self.auth_failures.max_failures = self.options.auth_failure_limit
 
     @property
     def hub_id(self) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -11,7 +12,13 @@ import grpc
 
 from cortexctl.core import journal, nodes
 from cortexctl.core.sandbox import effective_policy
-from cortexctl.errors import InvalidArgument, Unavailable
+from cortexctl.errors import (
+    CortexError,
+    InvalidArgument,
+    PermissionDenied,
+    Unauthenticated,
+    Unavailable,
+)
 from cortexctl.hub import convert
 from cortexctl.hub.auth import NodeIdentity, bearer_credential
 from cortexctl.hub.runtime import HubRuntime
@@ -20,6 +27,8 @@ from cortexctl.proto import mesh_pb2 as pb
 from cortexctl.proto import mesh_pb2_grpc as pb_grpc
 
 log = logging.getLogger("cortexctl.hub")
+# Failures that count against a peer's allowance (a slow store is not the peer's fault).
+AUTH_FAILURES = (Unauthenticated, PermissionDenied, InvalidArgument)
 
 
 def _peer(context: grpc.aio.ServicerContext[Any, Any]) -> str:
@@ -30,10 +39,27 @@ class AgentOrchestrator(pb_grpc.AgentOrchestratorServicer):
     def __init__(self, runtime: HubRuntime, sync_files: Any = None) -> None:
         self.rt = runtime
         self.sync_files = sync_files
+        self.handshakes: Counter[str] = Counter()  # by outcome, for metrics
+        self.task_updates: Counter[str] = Counter()  # by state, for metrics
 
     # --- handshake ---------------------------------------------------------------------
 
     async def SyncConfiguration(
+        self, request: pb.SyncConfigurationRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.NodeConfiguration:
+        peer = _peer(context)
+        try:
+            self.rt.auth_failures.check(peer)
+            reply = await self._handshake(request, context)
+        except CortexError as err:
+            self.handshakes[err.grpc_status.lower()] += 1
+            if isinstance(err, AUTH_FAILURES):
+                self.rt.auth_failures.failed(peer)
+            raise
+        self.handshakes["joined" if reply.node_credential else "rejoined"] += 1
+        return reply
+
+    async def _handshake(
         self, request: pb.SyncConfigurationRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.NodeConfiguration:
         if self.rt.draining:
@@ -112,8 +138,14 @@ class AgentOrchestrator(pb_grpc.AgentOrchestratorServicer):
         return node, effective_policy(node, self.rt.options.sandbox)
 
     async def authenticate(self, context: grpc.aio.ServicerContext[Any, Any]) -> NodeIdentity:
-        credential = bearer_credential(context.invocation_metadata())
-        return await self.rt.credentials.authenticate(credential)
+        peer = _peer(context)
+        self.rt.auth_failures.check(peer)
+        try:
+            credential = bearer_credential(context.invocation_metadata())
+            return await self.rt.credentials.authenticate(credential)
+        except AUTH_FAILURES:
+            self.rt.auth_failures.failed(peer)
+            raise
 
     # --- the highway -------------------------------------------------------------------
 
@@ -213,6 +245,7 @@ class AgentOrchestrator(pb_grpc.AgentOrchestratorServicer):
                     update.state,
                 )
                 continue
+            self.task_updates[state] += 1
             if state in journal.TERMINAL:
                 stream.in_flight.discard(update.task_id)
             try:
@@ -247,6 +280,7 @@ class AgentOrchestrator(pb_grpc.AgentOrchestratorServicer):
                     stream.node_id,
                     diagnostic,
                     stream_id=None if current else stream.stream_id,
+                    write=True,
                     timeout=30.0,
                 )
             except Unavailable:
