@@ -5,6 +5,7 @@ Exit codes: 0 ok, 1 failed, 2 usage, 3 not found, 4 unavailable, 5 conflict.
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Annotated, Any
 
@@ -13,13 +14,33 @@ import typer
 from typer.core import TyperGroup
 
 from cortexctl import __version__
-from cortexctl.cli import agent, db, invites, journal, nodes, serve, tasks
+from cortexctl.cli import (
+    agent,
+    completion,
+    config_cmd,
+    db,
+    gc,
+    invites,
+    journal,
+    mesh,
+    mirrors,
+    nodes,
+    serve,
+    tasks,
+)
 from cortexctl.cli.context import CliContext, cli_context
 from cortexctl.errors import EXIT_UNAVAILABLE, CortexError
 
 
 class CortexGroup(TyperGroup):
     """Maps every typed error raised below to one line on stderr and its exit code."""
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        if os.environ.get(completion.COMPLETE_VAR):
+            # A shell asking for completions: the scripts in completions/ need typer's shell
+            # classes, which typer registers only for apps with its own completion options.
+            completion.enable_shell_completion()
+        return super().main(*args, **kwargs)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -28,7 +49,11 @@ class CortexGroup(TyperGroup):
             _fail(ctx, str(err), err.exit_code)
         except KeyboardInterrupt:
             _fail(ctx, "interrupted", 130)
+        except click.exceptions.Exit:
+            raise
         except Exception as err:
+            if "sqlalchemy" not in sys.modules:  # a store error needs the store loaded
+                raise
             from sqlalchemy import exc
 
             if isinstance(err, exc.OperationalError | exc.InterfaceError):
@@ -107,12 +132,17 @@ def root(
 
 
 app.command("serve")(serve.serve)
-app.command("agent")(agent.agent)
+app.add_typer(agent.app, name="agent")
 app.add_typer(invites.app, name="invites")
 app.add_typer(nodes.app, name="nodes")
 app.add_typer(tasks.app, name="tasks")
 app.add_typer(journal.app, name="journal")
+app.add_typer(mesh.app, name="mesh")
+app.add_typer(gc.app, name="gc")
+app.add_typer(mirrors.app, name="mirrors")
 app.add_typer(db.app, name="db")
+app.add_typer(config_cmd.app, name="config")
+app.command("completion")(completion.completion)
 
 
 def main() -> None:

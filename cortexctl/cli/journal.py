@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from cortexctl.cli import render
+from cortexctl.cli.completion import complete_node
 from cortexctl.cli.context import cli_context
 from cortexctl.cli.options import JsonOpt, QuietOpt
 
@@ -16,7 +17,10 @@ app = typer.Typer(help="Repair the task journal.", no_args_is_help=True)
 @app.command("fail")
 def fail(
     ctx: typer.Context,
-    node: Annotated[str, typer.Argument(metavar="NODE", help="Node id or name.")],
+    node: Annotated[
+        str,
+        typer.Argument(metavar="NODE", help="Node id or name.", autocompletion=complete_node),
+    ],
     reason: Annotated[
         str, typer.Option(help="Diagnostic recorded on each task.")
     ] = "failed by an operator (journal fail)",

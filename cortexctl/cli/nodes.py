@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from cortexctl.cli import render
+from cortexctl.cli.completion import complete_node
 from cortexctl.cli.context import cli_context
 from cortexctl.cli.options import JsonOpt
 from cortexctl.errors import UsageError
@@ -15,7 +16,9 @@ app = typer.Typer(
     help="List and inspect nodes, set their sandbox, revoke them.", no_args_is_help=True
 )
 
-NodeArg = Annotated[str, typer.Argument(metavar="NODE", help="Node id or name.")]
+NodeArg = Annotated[
+    str, typer.Argument(metavar="NODE", help="Node id or name.", autocompletion=complete_node)
+]
 
 
 @app.command("list")
@@ -92,7 +95,10 @@ def show(ctx: typer.Context, node: NodeArg, as_json: JsonOpt = False) -> None:
 def sandbox(
     ctx: typer.Context,
     node_refs: Annotated[
-        list[str] | None, typer.Argument(metavar="[NODE]...", help="Node ids or names.")
+        list[str] | None,
+        typer.Argument(
+            metavar="[NODE]...", help="Node ids or names.", autocompletion=complete_node
+        ),
     ] = None,
     all_nodes: Annotated[
         bool, typer.Option("--all", help="Every node that is not revoked.")
@@ -162,5 +168,37 @@ def revoke(ctx: typer.Context, node: NodeArg, as_json: JsonOpt = False) -> None:
         as_json=as_json,
         human=lambda: render.message(
             f"revoked node {revoked.name} ({revoked.id}); failed {failed} unfinished task(s)"
+        ),
+    )
+
+
+@app.command("rotate-credential")
+def rotate_credential(ctx: typer.Context, node: NodeArg, as_json: JsonOpt = False) -> None:
+    """Give a node a new credential, printed once; the old one stops working at once.
+
+    Put the new credential in the node's credential.json (field node_credential) and
+    restart its agent.
+
+    Example: cortexctl nodes rotate-credential build-01 --json
+    """
+    from cortexctl.core import nodes
+
+    with cli_context(ctx).store().session(write=True) as session:
+        rotated = nodes.rotate_credential(session, node)
+    result = {
+        "id": rotated.node.id,
+        "name": rotated.node.name,
+        "node_credential": rotated.credential,
+    }
+    render.emit(
+        result,
+        as_json=as_json,
+        human=lambda: (
+            render.message(f"new credential for node {rotated.node.name} ({rotated.node.id}):"),
+            render.message(rotated.credential),
+            render.note(
+                "It is shown only now. The node's live stream ends; store the credential "
+                "in its credential.json (node_credential) and restart its agent."
+            ),
         ),
     )

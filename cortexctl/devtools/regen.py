@@ -93,8 +93,16 @@ def stale_files(kinds: list[str], write: bool) -> list[Path]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="only report stale files")
-    parser.add_argument("kinds", nargs="*", choices=[*GENERATORS, []], default=list(GENERATORS))
+    parser.add_argument(
+        "kinds",
+        nargs="*",
+        metavar="KIND",
+        help=f"what to regenerate: {', '.join(GENERATORS)} (default: all)",
+    )
     args = parser.parse_args(argv)
+    unknown = sorted(set(args.kinds) - set(GENERATORS))
+    if unknown:
+        parser.error(f"unknown kind {', '.join(unknown)}; choose from {', '.join(GENERATORS)}")
     stale = stale_files(args.kinds or list(GENERATORS), write=not args.check)
     for path in stale:
         verb = "stale" if args.check else "rewrote"

@@ -1,11 +1,9 @@
-from collections.abc import Iterable as _Iterable
-from collections.abc import Mapping as _Mapping
-from typing import ClassVar as _ClassVar
-
-from google.protobuf import descriptor as _descriptor
-from google.protobuf import message as _message
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
@@ -47,7 +45,7 @@ class SyncConfigurationRequest(_message.Message):
         VALUE_FIELD_NUMBER: _ClassVar[int]
         key: str
         value: str
-        def __init__(self, key: str | None = ..., value: str | None = ...) -> None: ...
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     INVITE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     NODE_CREDENTIAL_FIELD_NUMBER: _ClassVar[int]
     HOSTNAME_FIELD_NUMBER: _ClassVar[int]
@@ -62,7 +60,7 @@ class SyncConfigurationRequest(_message.Message):
     requested_name: str
     capabilities: _containers.RepeatedScalarFieldContainer[str]
     labels: _containers.ScalarMap[str, str]
-    def __init__(self, invite_token: str | None = ..., node_credential: str | None = ..., hostname: str | None = ..., agent_version: str | None = ..., requested_name: str | None = ..., capabilities: _Iterable[str] | None = ..., labels: _Mapping[str, str] | None = ...) -> None: ...
+    def __init__(self, invite_token: _Optional[str] = ..., node_credential: _Optional[str] = ..., hostname: _Optional[str] = ..., agent_version: _Optional[str] = ..., requested_name: _Optional[str] = ..., capabilities: _Optional[_Iterable[str]] = ..., labels: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class SandboxPolicy(_message.Message):
     __slots__ = ("mode", "allowed_commands", "max_runtime_s", "max_output_bytes", "revision")
@@ -76,7 +74,7 @@ class SandboxPolicy(_message.Message):
     max_runtime_s: int
     max_output_bytes: int
     revision: int
-    def __init__(self, mode: SandboxMode | str | None = ..., allowed_commands: _Iterable[str] | None = ..., max_runtime_s: int | None = ..., max_output_bytes: int | None = ..., revision: int | None = ...) -> None: ...
+    def __init__(self, mode: _Optional[_Union[SandboxMode, str]] = ..., allowed_commands: _Optional[_Iterable[str]] = ..., max_runtime_s: _Optional[int] = ..., max_output_bytes: _Optional[int] = ..., revision: _Optional[int] = ...) -> None: ...
 
 class NodeConfiguration(_message.Message):
     __slots__ = ("node_id", "node_credential", "sandbox", "heartbeat_interval_ms", "max_chunk_bytes", "max_file_bytes", "hub_id")
@@ -94,7 +92,7 @@ class NodeConfiguration(_message.Message):
     max_chunk_bytes: int
     max_file_bytes: int
     hub_id: str
-    def __init__(self, node_id: str | None = ..., node_credential: str | None = ..., sandbox: SandboxPolicy | _Mapping | None = ..., heartbeat_interval_ms: int | None = ..., max_chunk_bytes: int | None = ..., max_file_bytes: int | None = ..., hub_id: str | None = ...) -> None: ...
+    def __init__(self, node_id: _Optional[str] = ..., node_credential: _Optional[str] = ..., sandbox: _Optional[_Union[SandboxPolicy, _Mapping]] = ..., heartbeat_interval_ms: _Optional[int] = ..., max_chunk_bytes: _Optional[int] = ..., max_file_bytes: _Optional[int] = ..., hub_id: _Optional[str] = ...) -> None: ...
 
 class Heartbeat(_message.Message):
     __slots__ = ("seq", "sent_unix_ms", "running_tasks")
@@ -104,7 +102,7 @@ class Heartbeat(_message.Message):
     seq: int
     sent_unix_ms: int
     running_tasks: int
-    def __init__(self, seq: int | None = ..., sent_unix_ms: int | None = ..., running_tasks: int | None = ...) -> None: ...
+    def __init__(self, seq: _Optional[int] = ..., sent_unix_ms: _Optional[int] = ..., running_tasks: _Optional[int] = ...) -> None: ...
 
 class TaskUpdate(_message.Message):
     __slots__ = ("task_id", "state", "exit_code", "stdout", "stderr", "output_truncated", "error")
@@ -122,13 +120,13 @@ class TaskUpdate(_message.Message):
     stderr: bytes
     output_truncated: bool
     error: str
-    def __init__(self, task_id: str | None = ..., state: TaskState | str | None = ..., exit_code: int | None = ..., stdout: bytes | None = ..., stderr: bytes | None = ..., output_truncated: bool | None = ..., error: str | None = ...) -> None: ...
+    def __init__(self, task_id: _Optional[str] = ..., state: _Optional[_Union[TaskState, str]] = ..., exit_code: _Optional[int] = ..., stdout: _Optional[bytes] = ..., stderr: _Optional[bytes] = ..., output_truncated: _Optional[bool] = ..., error: _Optional[str] = ...) -> None: ...
 
 class PolicyAck(_message.Message):
     __slots__ = ("revision",)
     REVISION_FIELD_NUMBER: _ClassVar[int]
     revision: int
-    def __init__(self, revision: int | None = ...) -> None: ...
+    def __init__(self, revision: _Optional[int] = ...) -> None: ...
 
 class NodeMessage(_message.Message):
     __slots__ = ("heartbeat", "task_update", "policy_ack")
@@ -138,7 +136,7 @@ class NodeMessage(_message.Message):
     heartbeat: Heartbeat
     task_update: TaskUpdate
     policy_ack: PolicyAck
-    def __init__(self, heartbeat: Heartbeat | _Mapping | None = ..., task_update: TaskUpdate | _Mapping | None = ..., policy_ack: PolicyAck | _Mapping | None = ...) -> None: ...
+    def __init__(self, heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., task_update: _Optional[_Union[TaskUpdate, _Mapping]] = ..., policy_ack: _Optional[_Union[PolicyAck, _Mapping]] = ...) -> None: ...
 
 class HeartbeatAck(_message.Message):
     __slots__ = ("seq", "hub_unix_ms")
@@ -146,7 +144,7 @@ class HeartbeatAck(_message.Message):
     HUB_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
     seq: int
     hub_unix_ms: int
-    def __init__(self, seq: int | None = ..., hub_unix_ms: int | None = ...) -> None: ...
+    def __init__(self, seq: _Optional[int] = ..., hub_unix_ms: _Optional[int] = ...) -> None: ...
 
 class TaskAssignment(_message.Message):
     __slots__ = ("task_id", "argv", "script", "timeout_s", "env", "cwd")
@@ -156,7 +154,7 @@ class TaskAssignment(_message.Message):
         VALUE_FIELD_NUMBER: _ClassVar[int]
         key: str
         value: str
-        def __init__(self, key: str | None = ..., value: str | None = ...) -> None: ...
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     ARGV_FIELD_NUMBER: _ClassVar[int]
     SCRIPT_FIELD_NUMBER: _ClassVar[int]
@@ -169,7 +167,7 @@ class TaskAssignment(_message.Message):
     timeout_s: int
     env: _containers.ScalarMap[str, str]
     cwd: str
-    def __init__(self, task_id: str | None = ..., argv: _Iterable[str] | None = ..., script: str | None = ..., timeout_s: int | None = ..., env: _Mapping[str, str] | None = ..., cwd: str | None = ...) -> None: ...
+    def __init__(self, task_id: _Optional[str] = ..., argv: _Optional[_Iterable[str]] = ..., script: _Optional[str] = ..., timeout_s: _Optional[int] = ..., env: _Optional[_Mapping[str, str]] = ..., cwd: _Optional[str] = ...) -> None: ...
 
 class CancelTask(_message.Message):
     __slots__ = ("task_id", "reason")
@@ -177,7 +175,7 @@ class CancelTask(_message.Message):
     REASON_FIELD_NUMBER: _ClassVar[int]
     task_id: str
     reason: str
-    def __init__(self, task_id: str | None = ..., reason: str | None = ...) -> None: ...
+    def __init__(self, task_id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class HubMessage(_message.Message):
     __slots__ = ("policy", "heartbeat_ack", "assign", "cancel")
@@ -189,7 +187,7 @@ class HubMessage(_message.Message):
     heartbeat_ack: HeartbeatAck
     assign: TaskAssignment
     cancel: CancelTask
-    def __init__(self, policy: SandboxPolicy | _Mapping | None = ..., heartbeat_ack: HeartbeatAck | _Mapping | None = ..., assign: TaskAssignment | _Mapping | None = ..., cancel: CancelTask | _Mapping | None = ...) -> None: ...
+    def __init__(self, policy: _Optional[_Union[SandboxPolicy, _Mapping]] = ..., heartbeat_ack: _Optional[_Union[HeartbeatAck, _Mapping]] = ..., assign: _Optional[_Union[TaskAssignment, _Mapping]] = ..., cancel: _Optional[_Union[CancelTask, _Mapping]] = ...) -> None: ...
 
 class FileChunk(_message.Message):
     __slots__ = ("path", "offset", "data", "is_final", "sha256", "total_size", "mode")
@@ -207,7 +205,7 @@ class FileChunk(_message.Message):
     sha256: str
     total_size: int
     mode: int
-    def __init__(self, path: str | None = ..., offset: int | None = ..., data: bytes | None = ..., is_final: bool | None = ..., sha256: str | None = ..., total_size: int | None = ..., mode: int | None = ...) -> None: ...
+    def __init__(self, path: _Optional[str] = ..., offset: _Optional[int] = ..., data: _Optional[bytes] = ..., is_final: _Optional[bool] = ..., sha256: _Optional[str] = ..., total_size: _Optional[int] = ..., mode: _Optional[int] = ...) -> None: ...
 
 class FileSyncResult(_message.Message):
     __slots__ = ("path", "size", "sha256")
@@ -217,4 +215,4 @@ class FileSyncResult(_message.Message):
     path: str
     size: int
     sha256: str
-    def __init__(self, path: str | None = ..., size: int | None = ..., sha256: str | None = ...) -> None: ...
+    def __init__(self, path: _Optional[str] = ..., size: _Optional[int] = ..., sha256: _Optional[str] = ...) -> None: ...

@@ -1,0 +1,1 @@
+complete --command cortexctl --no-files --arguments "(env _CORTEXCTL_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=get-args _TYPER_COMPLETE_ARGS=(commandline -cp) cortexctl)" --condition "env _CORTEXCTL_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=is-args _TYPER_COMPLETE_ARGS=(commandline -cp) cortexctl"

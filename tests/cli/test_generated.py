@@ -1,0 +1,11 @@
+"""Generated protobuf code matches protos/ (completions and man pages have their own tests)."""
+
+from __future__ import annotations
+
+from cortexctl.devtools.regen import stale_files
+
+
+def test_protobuf_code_is_current() -> None:
+    assert stale_files(["proto"], write=False) == [], (
+        "run: python -m cortexctl.devtools.regen proto"
+    )
