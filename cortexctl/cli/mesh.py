@@ -82,6 +82,15 @@ def watch(store: Store, fetch: Callable[[], MeshSnapshot], interval_s: float) ->
 
     previous = fetch()
     since = previous.taken_at
+    # A first line says the watch is live, so a consumer knows later changes will show.
+    render.print_jsonl(
+        {
+            "event": "watching",
+            "ts": clock.iso(since),
+            "nodes": len(previous.nodes),
+            "hubs": previous.hubs,
+        }
+    )
     try:
         while True:
             time.sleep(interval_s)

@@ -6,7 +6,6 @@ views, timestamps in ISO 8601 UTC, states in lower case. Logs never go to stdout
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import sys
 from collections.abc import Callable, Iterable, Sequence
@@ -14,23 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from cortexctl.core import clock
-
-
-def to_jsonable(value: Any) -> Any:
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {
-            field.name: to_jsonable(getattr(value, field.name))
-            for field in dataclasses.fields(value)
-        }
-    if isinstance(value, datetime):
-        return clock.iso(value)
-    if isinstance(value, dict):
-        return {str(key): to_jsonable(item) for key, item in value.items()}
-    if isinstance(value, list | tuple | set):
-        return [to_jsonable(item) for item in value]
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    return value
+from cortexctl.core.views import to_jsonable
 
 
 def print_json(value: Any) -> None:

@@ -14,8 +14,9 @@ from cortexctl.core import clock
 from cortexctl.core.hubs import live_hub_ids
 from cortexctl.store.models import Presence
 
-# Presence reaches the store up to one flush late; allow for it before calling a node stale.
-FLUSH_SLACK_S = 1.5
+# Presence reaches the store up to one flush late (1 s by default); allow for it before
+# calling a node stale.
+FLUSH_SLACK_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -52,7 +53,7 @@ def status_of(row: Presence, hub_alive: bool, at: datetime) -> str:
         return "offline"
     age = (at - (row.last_heartbeat or row.connected_at)).total_seconds()
     interval = row.heartbeat_interval_s
-    if age <= 1.5 * interval + FLUSH_SLACK_S:
+    if age <= interval + FLUSH_SLACK_S:
         return "online"
     if age <= 3 * interval + FLUSH_SLACK_S:
         return "stale"

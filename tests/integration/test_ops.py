@@ -1,0 +1,163 @@
+"""Operating a live hub: mesh status (once, live, as events), status file, metrics, health."""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import select
+import signal
+import socket
+import subprocess
+import urllib.request
+from pathlib import Path
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from tests.conftest import wait_until
+from tests.helpers import CORTEXCTL, Hub, Mesh, cli_json
+
+pytestmark = pytest.mark.integration
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def statuses(mesh: Mesh) -> dict[str, str]:
+    return {node["name"]: node["status"] for node in cli_json("mesh", "status")["nodes"]}
+
+
+def test_mesh_status_follows_connect_freeze_and_revoke(tmp_path: Path, mesh: Mesh) -> None:
+    # 1 s heartbeats leave a window in which a frozen node is visibly stale.
+    mesh.hub.stop()
+    mesh.hub = Hub(tmp_path / "hub-1s", mesh.env, heartbeat="1s")
+    mesh.hub.workdir.mkdir()
+    mesh.hub.start()
+    mesh.start_agent("steady", mesh.invite())
+    frozen = mesh.start_agent("frozen", mesh.invite())
+    doomed = mesh.start_agent("doomed", mesh.invite())
+    snap = cli_json("mesh", "status")
+    assert snap["summary"]["online"] == 3 and snap["summary"]["hubs"] == 1
+    assert {n["hub_id"] for n in snap["nodes"]} == {mesh.hub.hub_id}
+
+    frozen.signal(signal.SIGSTOP)
+    try:
+        # Frozen: stale first, then offline within 3 heartbeat intervals plus a flush.
+        wait_until(lambda: statuses(mesh)["frozen"] == "stale", 10, "frozen to look stale")
+        wait_until(lambda: statuses(mesh)["frozen"] == "offline", 10, "frozen to be offline")
+    finally:
+        frozen.signal(signal.SIGCONT)
+    cli_json("nodes", "revoke", "doomed")
+    assert doomed.wait(15) == 1
+    final = statuses(mesh)
+    assert final["doomed"] == "revoked"
+    assert final["steady"] == "online"
+
+
+def test_follow_in_a_terminal_shows_a_node_appear(mesh: Mesh) -> None:
+    primary, secondary = pty.openpty()
+    proc = subprocess.Popen(
+        [*CORTEXCTL, "mesh", "status", "--follow", "--interval", "0.3s"],
+        env=mesh.env,
+        stdin=secondary,
+        stdout=secondary,
+        stderr=secondary,
+        close_fds=True,
+    )
+    os.close(secondary)
+    seen = b""
+
+    def screen_has(text: bytes) -> bool:
+        nonlocal seen
+        while select.select([primary], [], [], 0.05)[0]:
+            try:
+                seen += os.read(primary, 65536)
+            except OSError:
+                break
+        return text in seen
+
+    try:
+        wait_until(lambda: screen_has(b"0 node(s)"), 20, "the live view to draw")
+        mesh.start_agent("late-joiner", mesh.invite())
+        wait_until(lambda: screen_has(b"late-joiner"), 20, "the new node in the live view")
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(15) == 0
+    finally:
+        proc.kill()
+        os.close(primary)
+
+
+def test_watch_events_prints_json_lines(mesh: Mesh) -> None:
+    agent = mesh.start_agent("n1", mesh.invite("--sandbox", "permissive"))
+    watcher = subprocess.Popen(
+        [*CORTEXCTL, "mesh", "status", "--watch-events", "--jsonl", "--interval", "0.2s"],
+        env=mesh.env,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        events: list[dict[str, str]] = []
+        assert watcher.stdout is not None
+        assert json.loads(watcher.stdout.readline())["event"] == "watching"
+        cli_json("tasks", "submit", "n1", "--wait", "--script", "true")
+        cli_json("nodes", "sandbox", "n1", "--strict")
+        agent.kill()
+        for line in watcher.stdout:
+            events.append(json.loads(line))
+            kinds = {e["event"] for e in events}
+            if {"task_finished", "policy_changed", "node_left"} <= kinds:
+                break
+        assert {e["node_id"] for e in events} == {mesh.node("n1")["id"]}
+        finished = next(e for e in events if e["event"] == "task_finished")
+        assert finished["state"] == "succeeded"
+    finally:
+        watcher.send_signal(signal.SIGINT)
+        assert watcher.wait(15) == 0
+
+
+def test_status_file_metrics_and_health_drain(tmp_path: Path, mesh: Mesh) -> None:
+    mesh.hub.stop()
+    status_file = tmp_path / "status.json"
+    metrics = f"127.0.0.1:{free_port()}"
+    hub = Hub(
+        tmp_path / "hub2",
+        mesh.env,
+        extra=["--status-file", str(status_file), "--metrics-listen", metrics],
+    )
+    hub.workdir.mkdir()
+    mesh.hub = hub.start()
+    mesh.start_agent("n1", mesh.invite())
+
+    def status_lists_n1() -> bool:
+        try:
+            document = json.loads(status_file.read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            return False
+        return any(n["name"] == "n1" and n["status"] == "online" for n in document["nodes"])
+
+    wait_until(status_lists_n1, 20, "the status file to list n1 online")
+
+    def scrape() -> str:
+        with urllib.request.urlopen(f"http://{metrics}/metrics", timeout=10) as reply:
+            return str(reply.read().decode())
+
+    text = scrape()
+    assert "cortex_connected_nodes 1.0" in text
+    assert 'cortex_handshakes_total{outcome="joined"} 1.0' in text
+    assert "cortex_heartbeats_total" in text and "cortex_store_queue_depth" in text
+
+    jobs = cli_json("mesh", "status", "--jobs")["jobs"]
+    assert jobs == [] or {j["hub_id"] for j in jobs} == {hub.hub_id}
+
+    with grpc.insecure_channel(hub.address) as channel:
+        watch = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest(service=""))
+        assert next(watch).status == health_pb2.HealthCheckResponse.SERVING
+        assert hub.proc is not None
+        hub.proc.signal(signal.SIGTERM)
+        assert next(watch).status == health_pb2.HealthCheckResponse.NOT_SERVING
+    assert hub.proc.wait(30) == 0
