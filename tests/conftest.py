@@ -136,3 +136,19 @@ def fresh_store(database_url: str) -> Iterator[Any]:
         yield store
     finally:
         store.dispose()
+
+
+@pytest.fixture
+def mesh(tmp_path: Path, store_env: dict[str, str], isolated_env: Path) -> Iterator[Any]:
+    """A running `cortexctl serve` on loopback (0.5 s heartbeats); agents are started by tests."""
+    from tests.helpers import Hub, Mesh, child_env
+
+    env = child_env(store_env, isolated_env)
+    hub = Hub(tmp_path / "hub", env)
+    hub.workdir.mkdir()
+    hub.start()
+    running = Mesh(tmp_path, env, hub)
+    try:
+        yield running
+    finally:
+        running.close()

@@ -308,7 +308,7 @@ def record_update(
             stdout=stdout[:max_output_bytes],
             stderr=stderr[:max_output_bytes],
             output_truncated=truncated,
-            error=error[:4096],
+            error=error.replace("\0", "")[:4096],
             finished_at=now,
         )
     return bool(

@@ -78,6 +78,11 @@ def clean_name(requested: str, fallback: str) -> str:
     return name or "node"
 
 
+def check_capabilities(capabilities: Sequence[str]) -> None:
+    if len(capabilities) > 64 or any(len(c) > 64 or "\0" in c for c in capabilities):
+        raise InvalidArgument("bad capabilities: at most 64 names of 64 characters, no NUL")
+
+
 def check_labels(labels: dict[str, str]) -> dict[str, str]:
     if len(labels) > MAX_LABELS:
         raise InvalidArgument(f"too many labels ({len(labels)}); at most {MAX_LABELS}")
@@ -89,6 +94,13 @@ def check_labels(labels: dict[str, str]) -> dict[str, str]:
                 f"bad label value for {key!r}: at most {MAX_LABEL_LEN} characters, no NUL"
             )
     return dict(labels)
+
+
+def check_text(**fields: str) -> None:
+    """Peer-supplied strings: no NUL (PostgreSQL text cannot hold it) and a sane length."""
+    for name, value in fields.items():
+        if "\0" in value or len(value) > 1024:
+            raise InvalidArgument(f"bad {name}: at most 1024 characters, no NUL")
 
 
 def _unique_name(session: Session, wanted: str) -> str:
@@ -116,6 +128,8 @@ def join_with_invite(
     capabilities: Sequence[str],
 ) -> Joined:
     """First join: spend an invite use and create the node with a fresh credential."""
+    check_text(hostname=hostname, requested_name=requested_name, agent_version=agent_version)
+    check_capabilities(capabilities)
     labels = check_labels(labels)
     invite = consume_invite(session, token)
     node_id = new_id("nd_")
@@ -126,7 +140,7 @@ def join_with_invite(
         hostname=hostname[:255],
         agent_version=agent_version[:64],
         labels={**(invite.labels or {}), **labels},
-        capabilities=list(capabilities)[:64],
+        capabilities=list(capabilities),
         credential_hash=hash_secret(secret),
         invite_id=invite.id,
         sandbox_mode=invite.sandbox_mode,
@@ -164,13 +178,15 @@ def rejoin(
     labels: dict[str, str],
     capabilities: Sequence[str],
 ) -> Node:
+    check_text(hostname=hostname, agent_version=agent_version)
+    check_capabilities(capabilities)
     node = authenticate(session, credential)
     node.hostname = hostname[:255] or node.hostname
     node.agent_version = agent_version[:64]
     if labels:
         node.labels = {**(node.labels or {}), **check_labels(labels)}
     if capabilities:
-        node.capabilities = list(capabilities)[:64]
+        node.capabilities = list(capabilities)
     return node
 
 
@@ -261,6 +277,25 @@ def set_sandbox(
     if nodes:
         changes.bump(session)
     return policies
+
+
+def rotate_credential(session: Session, ref: str) -> Joined:
+    """Give a node a new credential; the old one stops working and its stream ends."""
+    node = resolve_node(session, ref)
+    if node.revoked_at is not None:
+        raise PermissionDenied(f"node {node.name} ({node.id}) is revoked; it gets no credential")
+    secret = new_secret()
+    node.credential_hash = hash_secret(secret)
+    changes.bump(session)
+    return Joined(node=node, credential=make_token(NODE_PREFIX, node.id, secret))
+
+
+def credential_hashes(session: Session, node_ids: Sequence[str]) -> dict[str, str]:
+    """The stored credential hash of each node (for the hub to drop stale cache entries)."""
+    if not node_ids:
+        return {}
+    rows = session.execute(select(Node.id, Node.credential_hash).where(Node.id.in_(node_ids)))
+    return {node_id: digest for node_id, digest in rows}
 
 
 def revoke_node(session: Session, ref: str) -> tuple[Node, int]:

@@ -73,6 +73,9 @@ class CredentialCache:
     def node_ids(self) -> list[str]:
         return list(self._entries)
 
+    def cached_hashes(self) -> dict[str, str]:
+        return {node_id: entry[0] for node_id, entry in self._entries.items()}
+
     def sweep(self) -> int:
         """Drop aged entries (the safety net; revocation evicts at once)."""
         cutoff = time.monotonic() - CACHE_TTL_S

@@ -32,6 +32,7 @@ FULL_PASS_S = 10.0  # a pass even without a change, as a safety net
 class Plan:
     policies: dict[str, EffectivePolicy] = field(default_factory=dict)
     revoked: set[str] = field(default_factory=set)
+    rotated: set[str] = field(default_factory=set)
     assignments: dict[str, list[pb.HubMessage]] = field(default_factory=dict)
     ended: dict[str, str] = field(default_factory=dict)  # task id -> terminal state
 
@@ -65,16 +66,20 @@ class Reconciler:
         streams = {
             stream.node_id: stream for stream in self.rt.streams.streams() if stream.closed is None
         }
-        revoked_cached = set(self.rt.credentials.node_ids()) - set(streams)
-        plan = await self.rt.executor.session(
-            self._plan, streams, revoked_cached, write=True, timeout=30.0
-        )
+        cached = self.rt.credentials.cached_hashes()
+        plan = await self.rt.executor.session(self._plan, streams, cached, write=True, timeout=30.0)
         self.passes += 1
-        for node_id in plan.revoked:
+        for node_id in plan.revoked | plan.rotated:
             self.rt.credentials.forget(node_id)
         for node_id, stream in streams.items():
             if node_id in plan.revoked:
                 stream.close(f"{stream.label} was revoked by an operator", "PERMISSION_DENIED")
+                continue
+            if node_id in plan.rotated:
+                stream.close(
+                    f"the credential of {stream.label} was rotated; use the new one",
+                    "UNAUTHENTICATED",
+                )
                 continue
             policy = plan.policies.get(node_id)
             if policy is not None and policy.revision > stream.policy_revision_sent:
@@ -97,14 +102,19 @@ class Reconciler:
                 stream.send(message)
         await self._fail_orphans(streams, plan)
 
-    def _plan(self, session: Session, streams: dict[str, NodeStream], cached: set[str]) -> Plan:
+    def _plan(
+        self, session: Session, streams: dict[str, NodeStream], cached: dict[str, str]
+    ) -> Plan:
         plan = Plan()
-        ids = set(streams) | cached
+        ids = set(streams) | set(cached)
         if not ids:
             return plan
         for node in session.scalars(select(Node).where(Node.id.in_(ids))):
             if node.revoked_at is not None:
                 plan.revoked.add(node.id)
+                continue
+            if node.id in cached and cached[node.id] != node.credential_hash:
+                plan.rotated.add(node.id)
                 continue
             stream = streams.get(node.id)
             if stream is None:
@@ -137,5 +147,6 @@ class Reconciler:
                     node_id,
                     reason,
                     stream_id=stream.stream_id,
+                    write=True,
                     timeout=30.0,
                 )

@@ -219,6 +219,8 @@ def upgrade(store: Store, revision: str = "head") -> tuple[str | None, str]:
     from alembic import command
 
     before = current_revision(store)
+    if before == SCHEMA_HEAD and revision == "head":
+        return before, before  # current: no need to load Alembic at all
     head, known = known_revisions()
     if before is not None and before not in known:
         raise UsageError(

@@ -41,19 +41,23 @@ def stalled_store(url: str) -> Iterator[None]:
 
 def join(stub: pb_grpc.AgentOrchestratorStub, token: str) -> pb.NodeConfiguration:
     reply: pb.NodeConfiguration = stub.SyncConfiguration(
-        pb.SyncConfigurationRequest(invite_token=token, requested_name="raw"), timeout=30)
+        pb.SyncConfigurationRequest(invite_token=token, requested_name="raw"), timeout=30
+    )
     return reply
 
 
-def test_handshake_times_out_unavailable_while_heartbeats_flow(mesh: Mesh,
-                                                              database_url: str) -> None:
+def test_handshake_times_out_unavailable_while_heartbeats_flow(
+    mesh: Mesh, database_url: str
+) -> None:
     late_token = mesh.invite()
     with grpc.insecure_channel(mesh.hub.address) as channel:
         stub = pb_grpc.AgentOrchestratorStub(channel)
         config = join(stub, mesh.invite())
         outgoing: queue.Queue[pb.NodeMessage | None] = queue.Queue()
-        stream = stub.TaskStream(iter(outgoing.get, None), metadata=[
-            ("authorization", f"Bearer {config.node_credential}")])
+        stream = stub.TaskStream(
+            iter(outgoing.get, None),
+            metadata=[("authorization", f"Bearer {config.node_credential}")],
+        )
         assert next(stream).WhichOneof("body") == "policy"
         acks: list[int] = []
         stop = threading.Event()
