@@ -33,6 +33,7 @@ from cortexctl.agent.syncer import (
     upload_many,
     workspace_paths,
 )
+from cortexctl.agent.transport import Transport
 from cortexctl.errors import CortexError, PermissionDenied, Unauthenticated, Unavailable, UsageError
 from cortexctl.proto import mesh_pb2 as pb
 from cortexctl.proto import mesh_pb2_grpc as pb_grpc
@@ -65,6 +66,7 @@ class AgentOptions:
     backoff_base_s: float = 0.5
     backoff_max_s: float = 30.0
     channel_factory: Callable[[str], grpc.aio.Channel] | None = None
+    transport: Transport = field(default_factory=Transport)
     sync: bool = False  # upload the workspace on connect, then what changes
     sync_interval_s: float = 10.0
 
@@ -150,14 +152,7 @@ class Agent:
     def _make_channel(self) -> grpc.aio.Channel:
         if self.opts.channel_factory is not None:
             return self.opts.channel_factory(self.opts.hub)
-        return grpc.aio.insecure_channel(
-            self.opts.hub,
-            options=[
-                ("grpc.keepalive_time_ms", 30_000),
-                ("grpc.keepalive_timeout_ms", 10_000),
-                ("grpc.max_receive_message_length", 64 * 1024 * 1024),
-            ],
-        )
+        return self.opts.transport.channel(self.opts.hub)
 
     @property
     def stub(self) -> pb_grpc.AgentOrchestratorStub:

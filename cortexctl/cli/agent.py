@@ -22,6 +22,20 @@ HubOpt = Annotated[
 ]
 # Sizes malloc's thresholds before the hub announces its chunk size (1 MiB by default).
 SYNC_CHUNK_HINT = 1024 * 1024
+CaCertOpt = Annotated[
+    Path | None,
+    typer.Option(
+        metavar="FILE", help="PEM CA bundle that signed the hub's certificate; enables TLS."
+    ),
+]
+CertOpt = Annotated[
+    Path | None,
+    typer.Option(metavar="FILE", help="PEM client certificate, for a hub that requires mTLS."),
+]
+KeyOpt = Annotated[Path | None, typer.Option(metavar="FILE", help="PEM key of --cert.")]
+InsecureOpt = Annotated[
+    bool, typer.Option("--insecure", help="Allow plaintext to a non-loopback hub.")
+]
 StateDirOpt = Annotated[
     Path | None,
     typer.Option(metavar="DIR", help="Where the node credential is kept (mode 0600)."),
@@ -77,6 +91,10 @@ def agent(
     sync_interval: Annotated[
         str, typer.Option(metavar="DURATION", help="How often --sync rescans the workspace.")
     ] = "10s",
+    ca_cert: CaCertOpt = None,
+    cert: CertOpt = None,
+    key: KeyOpt = None,
+    insecure: InsecureOpt = False,
     log_level: Annotated[
         str, typer.Option(metavar="LEVEL", help="debug, info, warning, error.")
     ] = "info",
@@ -94,11 +112,14 @@ def agent(
     import asyncio
 
     from cortexctl.agent.runner import Agent, AgentOptions
+    from cortexctl.agent.transport import Transport
     from cortexctl.logs import setup_logging
     from cortexctl.units import parse_duration
 
     cli_context(ctx)  # agents need no store; only validate shared options
     hub, workspace = _required(hub, workspace)
+    transport = Transport(ca_cert=ca_cert, cert=cert, key=key, insecure=insecure)
+    transport.check(hub)
     interval_s = parse_duration(sync_interval, what="--sync-interval")
     if interval_s <= 0:
         raise UsageError("bad --sync-interval: give a positive duration, e.g. 10s")
@@ -116,6 +137,7 @@ def agent(
         labels=parse_labels(label),
         sync=sync,
         sync_interval_s=interval_s,
+        transport=transport,
     )
     asyncio.run(Agent(options).run())
 
@@ -132,6 +154,10 @@ def sync_files(
         Path | None, typer.Option(metavar="DIR", help="The workspace the paths belong to.")
     ] = None,
     state_dir: StateDirOpt = None,
+    ca_cert: CaCertOpt = None,
+    cert: CertOpt = None,
+    key: KeyOpt = None,
+    insecure: InsecureOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Upload files into this node's mirror on the hub once, then exit (1 if any failed).
@@ -143,15 +169,19 @@ def sync_files(
     import asyncio
 
     from cortexctl.agent.runner import Agent, AgentOptions
+    from cortexctl.agent.transport import Transport
     from cortexctl.core.mirrors import tune_malloc
 
     cli_context(ctx)
     hub, workspace = _required(hub, workspace)
+    transport = Transport(ca_cert=ca_cert, cert=cert, key=key, insecure=insecure)
+    transport.check(hub)
     tune_malloc(SYNC_CHUNK_HINT)
     options = AgentOptions(
         hub=hub,
         workspace=workspace.absolute(),
         state_dir=(state_dir or default_state_dir()).expanduser(),
+        transport=transport,
     )
     report = asyncio.run(Agent(options).sync_paths(paths))
 

@@ -17,6 +17,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from cortexctl.addresses import is_loopback, split_address
 from cortexctl.config import Settings
 from cortexctl.core import hubs, presence, recovery
 from cortexctl.core import status as core_status
@@ -38,7 +39,6 @@ from cortexctl.store.engine import Store, upgrade
 log = logging.getLogger("cortexctl.hub")
 SERVICE_NAME = mesh_pb2.DESCRIPTOR.services_by_name["AgentOrchestrator"].full_name
 SHUTDOWN_GRACE_S = 5.0
-LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1", "[::1]"}
 
 
 @dataclass(frozen=True)
@@ -85,17 +85,6 @@ class ServeOptions:
     extra_jobs: list[Callable[[HubRuntime], Job]] = field(default_factory=list)
 
 
-def split_address(address: str) -> tuple[str, int]:
-    host, sep, port = address.rpartition(":")
-    if not sep or not host or not port.isdigit() or int(port) > 65535:
-        raise UsageError(f"bad address {address!r}: expected HOST:PORT, e.g. 127.0.0.1:50051")
-    return host, int(port)
-
-
-def is_loopback(host: str) -> bool:
-    return host in LOOPBACK_HOSTS or host.startswith("127.")
-
-
 def hub_identity(data_dir: Path) -> str:
     """This hub's id, kept in its data dir so a restart knows the tasks it left behind."""
     path = data_dir / "hub_id"
@@ -132,6 +121,14 @@ def prepare(
     if before != after:
         log.info("store schema upgraded from %s to %s", before or "empty", after)
     hub_id = hub_identity(settings.data_dir)
+    # Uploads of this hub's previous run died with it: free their leases and temp files.
+    from cortexctl.core.maintenance import run_gc_locks
+
+    stale = run_gc_locks(store, ttl_s=0, mirrors_dir=settings.mirrors_dir, hub_id=hub_id)
+    if stale["expired"]:
+        log.warning(
+            "removed %d upload lease(s) left by this hub's previous run", len(stale["expired"])
+        )
     with store.session(write=True) as session:
         failed = recovery.recover_hub(session, hub_id, "hub restarted before the task finished")
         swept = recovery.sweep_dead_hubs(session, me=hub_id)

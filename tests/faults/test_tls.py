@@ -75,3 +75,42 @@ def test_serve_refuses_unsafe_or_incomplete_transport(args: list[str], mesh: Mes
     assert done.returncode == 2, done.stderr
     assert done.stderr.startswith("error: ")
     assert "Traceback" not in done.stderr
+
+
+def test_agent_joins_over_mutual_tls(tmp_path: Path, mesh: Mesh) -> None:
+    pki = make_pki(tmp_path / "pki")
+    hub = tls_hub(tmp_path, mesh, pki, mutual=True)
+    hub.address = f"localhost:{hub.address.rsplit(':', 1)[1]}"  # the name the cert carries
+    mesh.start_agent(
+        "tls-node",
+        mesh.invite(),
+        "--ca-cert",
+        str(pki.ca),
+        "--cert",
+        str(pki.client_cert),
+        "--key",
+        str(pki.client_key),
+    )
+    assert mesh.node("tls-node")["online"] is True
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--hub", "hub.example:50051"], "refusing plaintext to non-loopback hub"),
+        (["--hub", "127.0.0.1:1", "--cert", "c.pem"], "needs both --cert and --key"),
+        (["--hub", "127.0.0.1:1", "--cert", "c.pem", "--key", "k.pem"], "need --ca-cert"),
+    ],
+)
+def test_agent_refuses_unsafe_or_incomplete_transport(
+    tmp_path: Path, mesh: Mesh, args: list[str], message: str
+) -> None:
+    done = subprocess.run(
+        [*CORTEXCTL, "agent", *args, "--workspace", str(tmp_path), "--token", "x"],
+        env=mesh.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2, done.stderr
+    assert message in done.stderr
