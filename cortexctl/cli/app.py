@@ -16,6 +16,7 @@ from typer.core import TyperGroup
 from cortexctl import __version__
 from cortexctl.cli import (
     agent,
+    bench,
     completion,
     config_cmd,
     db,
@@ -143,6 +144,7 @@ app.add_typer(mirrors.app, name="mirrors")
 app.add_typer(db.app, name="db")
 app.add_typer(config_cmd.app, name="config")
 app.command("completion")(completion.completion)
+app.command("bench")(bench.bench)
 
 
 def main() -> None:
