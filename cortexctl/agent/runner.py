@@ -186,7 +186,9 @@ class Agent:
 
     # --- one-off sync (`cortexctl agent sync`) ------------------------------------------
 
-    async def sync_paths(self, paths: list[str]) -> SyncReport:
+    async def sync_paths(
+        self, paths: list[str], on_done: Callable[[str], None] | None = None
+    ) -> SyncReport:
         """Upload the given files (folders expand) once with the stored credential."""
         self.membership = load_membership(self.opts.state_dir)
         if self.membership is None:
@@ -200,7 +202,12 @@ class Agent:
         try:
             config = await self.handshake()
             outcomes = await upload_many(
-                self.stub, self.membership.node_credential, self.opts.workspace, rels, config
+                self.stub,
+                self.membership.node_credential,
+                self.opts.workspace,
+                rels,
+                config,
+                on_done=on_done,
             )
         except grpc.aio.AioRpcError as err:
             raise rpc_error(err) from None

@@ -15,7 +15,7 @@ import hashlib
 import logging
 import os
 import stat
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -187,6 +187,7 @@ async def upload_many(
     config: pb.NodeConfiguration,
     *,
     parallel: int = PARALLEL_UPLOADS,
+    on_done: Callable[[str], None] | None = None,
 ) -> list[tuple[str, UploadResult | BaseException]]:
     """Upload ``paths`` a few at a time; each path's result or its error, in order."""
     gate = asyncio.Semaphore(parallel)
@@ -204,6 +205,9 @@ async def upload_many(
                 )
             except (SkipFile, grpc.aio.AioRpcError) as err:
                 return err
+            finally:
+                if on_done is not None:
+                    on_done(rel)
 
     ordered = list(paths)
     results = await asyncio.gather(*(one(rel) for rel in ordered))

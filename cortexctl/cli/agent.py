@@ -183,7 +183,8 @@ def sync_files(
         state_dir=(state_dir or default_state_dir()).expanduser(),
         transport=transport,
     )
-    report = asyncio.run(Agent(options).sync_paths(paths))
+    with render.progress("uploading", None, not as_json) as advance:
+        report = asyncio.run(Agent(options).sync_paths(paths, on_done=advance))
 
     def human() -> None:
         for item in report.uploaded:

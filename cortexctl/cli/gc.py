@@ -122,12 +122,13 @@ def mirrors(
     retention_s = duration(older_than, "--older-than")
     obj = cli_context(ctx)
     settings = obj.settings
-    result = maintenance.run_gc_mirrors(
-        obj.store(),
-        mirrors_dir=settings.mirrors_dir,
-        retention_s=settings["sync.mirror_retention"] if retention_s is None else retention_s,
-        dry_run=dry_run,
-    )
+    with render.spinner("sweeping mirrors", not (as_json or quiet)):
+        result = maintenance.run_gc_mirrors(
+            obj.store(),
+            mirrors_dir=settings.mirrors_dir,
+            retention_s=settings["sync.mirror_retention"] if retention_s is None else retention_s,
+            dry_run=dry_run,
+        )
 
     def human() -> None:
         if not (result["removed_files"] or result["empty_dirs"] or result["nodes"]):

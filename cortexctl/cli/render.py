@@ -6,9 +6,10 @@ views, timestamps in ISO 8601 UTC, states in lower case. Logs never go to stdout
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -91,10 +92,21 @@ def emit(value: Any, *, as_json: bool, human: Callable[[], None]) -> None:
         human()
 
 
+@contextlib.contextmanager
+def progress(description: str, total: int | None, enabled: bool) -> Iterator[Callable[[str], None]]:
+    """A progress bar on a terminal; yields a function to call once per item done."""
+    if not enabled or not sys.stderr.isatty():
+        yield lambda _item: None
+        return
+    from rich.progress import Progress
+
+    with Progress(console=_console(stderr=True), transient=True) as bar:
+        task = bar.add_task(description, total=total)
+        yield lambda _item: bar.advance(task)
+
+
 def spinner(text: str, enabled: bool) -> Any:
     """A spinner on a terminal; a no-op context when piped or quiet."""
-    import contextlib
-
     if not enabled or not sys.stderr.isatty():
         return contextlib.nullcontext()
     return _console(stderr=True).status(text)

@@ -113,8 +113,9 @@ def test_health_and_reflection(fresh_store: Store, data_dir: Path) -> None:
 def test_bench_measures_a_throwaway_hub() -> None:
     from tests.helpers import cli_json
 
-    result = cli_json("bench", "--nodes", "5", "--duration", "1s", "--interval", "0.2s",
-                      "--tasks", "10")
+    result = cli_json(
+        "bench", "--nodes", "5", "--duration", "1s", "--interval", "0.2s", "--tasks", "10"
+    )
     assert result["nodes"] == 5
     assert result["tasks"] == 10 and result["notes"] == []
     assert result["heartbeats_acked"] > 0
