@@ -19,6 +19,8 @@ from typing import Any
 from cortexctl.core import clock
 
 log = logging.getLogger("cortexctl.jobs")
+# A job that runs every second is written to the store at most this often (or on a change).
+RECORD_EVERY_S = 30.0
 
 JobFn = Callable[[], Awaitable[dict[str, Any] | None]]
 
@@ -55,6 +57,7 @@ class Scheduler:
         self.statuses = {job.name: JobStatus(job.name, job.interval_s) for job in jobs}
         self.recorder = recorder
         self._tasks: list[asyncio.Task[None]] = []
+        self._recorded: dict[str, tuple[float, str]] = {}  # job -> (when, outcome) recorded
 
     def start(self) -> None:
         for job in self.jobs.values():
@@ -109,13 +112,22 @@ class Scheduler:
         status.runs += 1
         status.last_duration_s = time.monotonic() - started
         status.next_run_at = clock.now() + timedelta(seconds=job.interval_s)
-        if self.recorder is not None and job.record:
+        if self.recorder is not None and job.record and self._worth_recording(status):
             try:
                 await self.recorder(status)
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.warning("could not record the run of job %s", job.name, exc_info=True)
+
+    def _worth_recording(self, status: JobStatus) -> bool:
+        """Record a change of outcome at once, frequent runs at most every RECORD_EVERY_S."""
+        now = time.monotonic()
+        last = self._recorded.get(status.name)
+        if last is not None and last[1] == status.last_outcome and now - last[0] < RECORD_EVERY_S:
+            return False
+        self._recorded[status.name] = (now, status.last_outcome)
+        return True
 
     def status(self) -> list[JobStatus]:
         return list(self.statuses.values())

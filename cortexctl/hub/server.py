@@ -168,10 +168,10 @@ def core_jobs(rt: HubRuntime) -> list[Job]:
         return {"expired": rt.credentials.sweep(), "peers_forgotten": rt.auth_failures.sweep()}
 
     return [
-        Job("presence_flush", rt.options.presence_flush_s, flush_presence, record=False),
-        Job("hub_lease", hubs.HUB_LEASE_S / 3, renew_lease, record=False),
+        Job("presence_flush", rt.options.presence_flush_s, flush_presence),
+        Job("hub_lease", hubs.HUB_LEASE_S / 3, renew_lease),
         Job("dead_hub_sweep", 30.0, sweep_dead_hubs),
-        Job("credential_cache_sweep", 60.0, sweep_credentials, record=False),
+        Job("credential_cache_sweep", 60.0, sweep_credentials),
         *sync_jobs(rt),
         *retention_jobs(rt),
     ]
@@ -249,7 +249,7 @@ def sync_jobs(rt: HubRuntime) -> list[Job]:
         return {key: result[key] for key in ("removed_files", "removed_bytes")}
 
     return [
-        Job("sync_lease_renew", locks.LEASE_RENEW_S, renew_sync_leases, record=False),
+        Job("sync_lease_renew", locks.LEASE_RENEW_S, renew_sync_leases),
         Job("lock_gc", opts.lock_gc_interval_s, gc_locks),
         Job("mirror_gc", opts.mirror_gc_interval_s, gc_mirrors),
     ]
@@ -300,7 +300,7 @@ def status_file_job(rt: HubRuntime, path: Path, interval_s: float, address: str)
     async def run() -> dict[str, Any]:
         return await rt.executor.run(write, timeout=30.0, what="the status file")
 
-    return Job("status_file", interval_s, run, run_at_start=True, record=False)
+    return Job("status_file", interval_s, run, run_at_start=True)
 
 
 class HubServer:
