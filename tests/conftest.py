@@ -140,7 +140,7 @@ def fresh_store(database_url: str) -> Iterator[Any]:
 
 @pytest.fixture
 def mesh(tmp_path: Path, store_env: dict[str, str], isolated_env: Path) -> Iterator[Any]:
-    """A running `cortexctl serve` on loopback (0.5 s heartbeats); agents are started by tests."""
+    """A running `cortexctl serve` on loopback (1 s heartbeats); agents are started by tests."""
     from tests.helpers import Hub, Mesh, child_env
 
     env = child_env(store_env, isolated_env)

@@ -91,7 +91,7 @@ class Proc:
 class Hub:
     workdir: Path
     env: dict[str, str]
-    heartbeat: str = "0.5s"
+    heartbeat: str = "1s"
     extra: Sequence[str] = ()
     proc: Proc | None = None
     address: str = ""
