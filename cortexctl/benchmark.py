@@ -182,7 +182,7 @@ async def simulate(
                 session, ttl_s=3600, uses=node_count, sandbox="permissive"
             ).token
         async with grpc.aio.insecure_channel(address) as channel:
-            stub = pb_grpc.AgentOrchestratorStub(channel)
+            stub = pb_grpc.AgentOrchestratorStub(channel)  # type: ignore[no-untyped-call]
             began = time.perf_counter()
             configs = await asyncio.gather(
                 *(

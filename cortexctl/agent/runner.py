@@ -84,7 +84,7 @@ def policy_from_pb(message: pb.SandboxPolicy) -> Policy:
 
 def backoff_delay(attempt: int, base: float, cap: float) -> float:
     """Exponential backoff with jitter, so a fleet does not reconnect in lockstep."""
-    ceiling = min(cap, base * (2 ** min(attempt, 20)))
+    ceiling = min(cap, base * float(2 ** min(attempt, 20)))
     return ceiling / 2 + random.uniform(0, ceiling / 2)
 
 
@@ -157,7 +157,7 @@ class Agent:
     @property
     def stub(self) -> pb_grpc.AgentOrchestratorStub:
         assert self._channel is not None
-        return pb_grpc.AgentOrchestratorStub(self._channel)
+        return pb_grpc.AgentOrchestratorStub(self._channel)  # type: ignore[no-untyped-call]
 
     async def handshake(self) -> pb.NodeConfiguration:
         request = pb.SyncConfigurationRequest(

@@ -9,7 +9,6 @@ import os
 import sys
 from typing import Annotated, Any
 
-import click
 import typer
 from typer.core import TyperGroup
 
@@ -43,15 +42,13 @@ class CortexGroup(TyperGroup):
             completion.enable_shell_completion()
         return super().main(*args, **kwargs)
 
-    def invoke(self, ctx: click.Context) -> Any:
+    def invoke(self, ctx: Any) -> Any:  # typer's own click Context
         try:
             return super().invoke(ctx)
         except CortexError as err:
             _fail(ctx, str(err), err.exit_code)
         except KeyboardInterrupt:
             _fail(ctx, "interrupted", 130)
-        except click.exceptions.Exit:
-            raise
         except Exception as err:
             if "sqlalchemy" not in sys.modules:  # a store error needs the store loaded
                 raise
@@ -70,10 +67,10 @@ class CortexGroup(TyperGroup):
                 obj.close()
 
 
-def _fail(ctx: click.Context, message: str, code: int) -> None:
+def _fail(ctx: Any, message: str, code: int) -> None:
     from cortexctl.logs import redact_text
 
-    click.echo(f"error: {redact_text(message)}", err=True)
+    typer.echo(f"error: {redact_text(message)}", err=True)
     ctx.exit(code)
 
 
@@ -91,7 +88,7 @@ app = typer.Typer(
 
 def _version(value: bool) -> None:
     if value:
-        click.echo(f"cortexctl {__version__}")
+        typer.echo(f"cortexctl {__version__}")
         raise typer.Exit()
 
 

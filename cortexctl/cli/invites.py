@@ -65,7 +65,7 @@ def create(
     def human() -> None:
         render.message(
             f"invite {created.invite.id} (expires "
-            f"{render.to_jsonable(created.invite.expires_at)}, "
+            f"{render.iso(created.invite.expires_at)}, "
             f"{created.invite.uses_allowed} use(s))"
         )
         render.message(f"token: {created.token}")
@@ -104,7 +104,7 @@ def list_(
                     v.id,
                     v.state,
                     f"{v.uses_count}/{v.uses_allowed}",
-                    render.to_jsonable(v.expires_at),
+                    render.iso(v.expires_at),
                     v.sandbox or "default",
                     ",".join(f"{k}={x}" for k, x in v.labels.items()),
                 )
@@ -129,8 +129,9 @@ def revoke(
 
     with cli_context(ctx).store().session(write=True) as session:
         views = [invites.revoke_invite(session, invite_id) for invite_id in invite_ids]
-    render.emit(
-        views,
-        as_json=as_json,
-        human=lambda: [render.message(f"revoked invite {v.id}") for v in views],
-    )
+
+    def human() -> None:
+        for v in views:
+            render.message(f"revoked invite {v.id}")
+
+    render.emit(views, as_json=as_json, human=human)

@@ -190,15 +190,13 @@ def rotate_credential(ctx: typer.Context, node: NodeArg, as_json: JsonOpt = Fals
         "name": rotated.node.name,
         "node_credential": rotated.credential,
     }
-    render.emit(
-        result,
-        as_json=as_json,
-        human=lambda: (
-            render.message(f"new credential for node {rotated.node.name} ({rotated.node.id}):"),
-            render.message(rotated.credential),
-            render.note(
-                "It is shown only now. The node's live stream ends; store the credential "
-                "in its credential.json (node_credential) and restart its agent."
-            ),
-        ),
-    )
+
+    def human() -> None:
+        render.message(f"new credential for node {rotated.node.name} ({rotated.node.id}):")
+        render.message(rotated.credential)
+        render.note(
+            "It is shown only now. The node's live stream ends; store the credential "
+            "in its credential.json (node_credential) and restart its agent."
+        )
+
+    render.emit(result, as_json=as_json, human=human)

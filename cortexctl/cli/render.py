@@ -17,6 +17,10 @@ from cortexctl.core import clock
 from cortexctl.core.views import to_jsonable
 
 
+def iso(value: datetime | None) -> str:
+    return clock.iso(value) or "-"
+
+
 def print_json(value: Any) -> None:
     sys.stdout.write(json.dumps(to_jsonable(value), indent=2, ensure_ascii=False) + "\n")
 
@@ -29,7 +33,10 @@ def print_jsonl(value: Any) -> None:
 def _console(stderr: bool = False) -> Any:
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False, soft_wrap=False)
+    stream = sys.stderr if stderr else sys.stdout
+    # Piped output is for grep and awk: wide enough that rows never wrap.
+    width = None if stream.isatty() else 250
+    return Console(stderr=stderr, highlight=False, soft_wrap=False, width=width)
 
 
 def age(value: datetime | None) -> str:
@@ -44,8 +51,11 @@ def build_table(columns: Sequence[str], rows: Iterable[Sequence[Any]], title: st
     from rich.table import Table
 
     table = Table(title=title or None, box=None, header_style="bold", pad_edge=False)
-    for column in columns:
-        table.add_column(column, overflow="fold")
+    last = len(columns) - 1
+    for index, column in enumerate(columns):
+        # Ids and names never wrap (they get copied into the next command); the last column
+        # folds when the terminal is narrow.
+        table.add_column(column, no_wrap=index < last, overflow="fold")
     for row in rows:
         table.add_row(*("-" if cell is None or cell == "" else str(cell) for cell in row))
     return table
@@ -178,7 +188,7 @@ def mesh_renderable(snap: Any, show_jobs: bool) -> Any:
 
     table = Table(box=None, header_style="bold", pad_edge=False)
     for column in NODE_COLUMNS:
-        table.add_column(column)
+        table.add_column(column, no_wrap=True)
     for row in _node_rows(snap, styled=True):
         table.add_row(*row)
     parts: list[Any] = [table, Text(summary_line(snap), style="bold")]

@@ -20,7 +20,7 @@ from sqlalchemy import delete, update
 
 from cortexctl.core import clock
 from cortexctl.errors import Conflict
-from cortexctl.store.engine import Store
+from cortexctl.store.engine import Store, affected
 from cortexctl.store.models import AdminLock
 
 DEFAULT_WAIT_S = 5.0
@@ -32,12 +32,14 @@ def _try_acquire(store: Store, name: str, holder: str, ttl_s: float) -> bool:
     expires = now + timedelta(seconds=ttl_s)
     try:
         with store.session(write=True) as session:
-            taken = session.execute(
-                update(AdminLock)
-                .where(AdminLock.name == name, AdminLock.expires_at <= now)
-                .values(holder=holder, acquired_at=now, expires_at=expires)
-                .execution_options(synchronize_session=False)
-            ).rowcount
+            taken = affected(
+                session.execute(
+                    update(AdminLock)
+                    .where(AdminLock.name == name, AdminLock.expires_at <= now)
+                    .values(holder=holder, acquired_at=now, expires_at=expires)
+                    .execution_options(synchronize_session=False)
+                )
+            )
             if taken:
                 return True
             if session.get(AdminLock, name) is not None:

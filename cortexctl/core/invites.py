@@ -22,6 +22,7 @@ from cortexctl.core.secrets import (
     split_token,
 )
 from cortexctl.errors import InvalidArgument, NotFound, Unauthenticated
+from cortexctl.store.engine import affected
 from cortexctl.store.models import Invite
 
 
@@ -143,17 +144,19 @@ def consume_invite(session: Session, token: str) -> Invite:
     if invite is None or not secret_matches(secret, invite.secret_hash):
         raise Unauthenticated("unknown invite token; ask the operator for a new invite")
     now = clock.now()
-    taken = session.execute(
-        update(Invite)
-        .where(
-            Invite.id == invite_id,
-            Invite.revoked_at.is_(None),
-            Invite.uses_count < Invite.uses_allowed,
-            Invite.expires_at > now,
+    taken = affected(
+        session.execute(
+            update(Invite)
+            .where(
+                Invite.id == invite_id,
+                Invite.revoked_at.is_(None),
+                Invite.uses_count < Invite.uses_allowed,
+                Invite.expires_at > now,
+            )
+            .values(uses_count=Invite.uses_count + 1)
+            .execution_options(synchronize_session=False)
         )
-        .values(uses_count=Invite.uses_count + 1)
-        .execution_options(synchronize_session=False)
-    ).rowcount
+    )
     session.refresh(invite)
     if taken != 1:
         state = invite_state(invite, now)

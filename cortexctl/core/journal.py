@@ -18,6 +18,7 @@ from cortexctl.core import changes, clock
 from cortexctl.core.sandbox import SandboxDefaults, effective_policy, task_violation
 from cortexctl.core.secrets import new_id
 from cortexctl.errors import Conflict, InvalidArgument, NotFound
+from cortexctl.store.engine import affected
 from cortexctl.store.models import Node, Task
 
 PENDING = "pending"
@@ -179,12 +180,14 @@ def _finish(
     ids = list(ids)
     if not ids:
         return 0
-    return session.execute(
-        update(Task)
-        .where(Task.id.in_(ids), Task.state.in_(list(from_states)))
-        .values(state=state, error=error, finished_at=clock.now())
-        .execution_options(synchronize_session=False)
-    ).rowcount
+    return affected(
+        session.execute(
+            update(Task)
+            .where(Task.id.in_(ids), Task.state.in_(list(from_states)))
+            .values(state=state, error=error, finished_at=clock.now())
+            .execution_options(synchronize_session=False)
+        )
+    )
 
 
 def cancel_task(
@@ -266,12 +269,14 @@ def claim_pending(
                 "stream_id": stream_id,
             }
         )
-        won = session.execute(
-            update(Task)
-            .where(Task.id == task.id, Task.state == PENDING)
-            .values(**values)
-            .execution_options(synchronize_session=False)
-        ).rowcount
+        won = affected(
+            session.execute(
+                update(Task)
+                .where(Task.id == task.id, Task.state == PENDING)
+                .values(**values)
+                .execution_options(synchronize_session=False)
+            )
+        )
         if won and not violation:
             session.refresh(task)
             claimed.append(task)
@@ -312,12 +317,16 @@ def record_update(
             finished_at=now,
         )
     return bool(
-        session.execute(
-            update(Task)
-            .where(Task.id == task_id, Task.node_id == node_id, Task.state.in_(list(allowed_from)))
-            .values(**values)
-            .execution_options(synchronize_session=False)
-        ).rowcount
+        affected(
+            session.execute(
+                update(Task)
+                .where(
+                    Task.id == task_id, Task.node_id == node_id, Task.state.in_(list(allowed_from))
+                )
+                .values(**values)
+                .execution_options(synchronize_session=False)
+            )
+        )
     )
 
 

@@ -13,10 +13,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Table, and_, bindparam, delete, select, tuple_, update
+from sqlalchemy import Table, and_, bindparam, delete, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from cortexctl.core import clock, hubs
+from cortexctl.store.engine import affected
 from cortexctl.store.models import SyncLease
 
 LEASE_RENEW_S = 5.0
@@ -165,7 +166,7 @@ def end_lease(session: Session, *, node_id: str, path: str, sync_id: str) -> boo
             SyncLease.sync_id == sync_id,
         )
     )
-    return bool(cast(CursorResult[Any], result).rowcount)
+    return bool(affected(result))
 
 
 def renew_leases(session: Session, renewals: Sequence[Renewal]) -> int:
@@ -279,6 +280,6 @@ def delete_leases(session: Session, leases: Sequence[LeaseView]) -> list[LeaseVi
                 SyncLease.last_activity <= lease.last_activity,
             )
         )
-        if cast(CursorResult[Any], result).rowcount:
+        if affected(result):
             deleted.append(lease)
     return deleted

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from cortexctl.core import clock
 from cortexctl.core.hubs import live_hub_ids
+from cortexctl.store.engine import affected
 from cortexctl.store.models import Presence
 
 # Presence reaches the store up to one flush late (1 s by default); allow for it before
@@ -120,9 +121,11 @@ def flush_presence(session: Session, updates: Sequence[PresenceUpdate]) -> int:
 
 def disconnect_hub_nodes(session: Session, hub_id: str) -> int:
     """Mark every node connected through ``hub_id`` as disconnected (hub start or stop)."""
-    return session.execute(
-        update(Presence)
-        .where(Presence.hub_id == hub_id, Presence.disconnected_at.is_(None))
-        .values(disconnected_at=clock.now())
-        .execution_options(synchronize_session=False)
-    ).rowcount
+    return affected(
+        session.execute(
+            update(Presence)
+            .where(Presence.hub_id == hub_id, Presence.disconnected_at.is_(None))
+            .values(disconnected_at=clock.now())
+            .execution_options(synchronize_session=False)
+        )
+    )

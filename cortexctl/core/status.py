@@ -154,7 +154,7 @@ def finished_since(
         .order_by(Task.finished_at)
         .limit(limit)
     ).all()
-    return [(tid, nid, state, at) for tid, nid, state, at in rows]
+    return [(tid, nid, state, at) for tid, nid, state, at in rows if at is not None]
 
 
 def diff_events(before: MeshSnapshot | None, after: MeshSnapshot) -> list[dict[str, Any]]:

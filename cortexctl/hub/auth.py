@@ -8,8 +8,8 @@ or the entry ages out; a failed verification is never cached.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from cortexctl.core import nodes
 from cortexctl.core.secrets import NODE_PREFIX, hash_secret, secret_matches, split_token
@@ -25,7 +25,8 @@ class NodeIdentity:
     name: str
 
 
-def bearer_credential(metadata: Sequence[tuple[str, str | bytes]] | None) -> str:
+def bearer_credential(metadata: Any) -> str:
+    """The credential from ``authorization: Bearer ...`` in gRPC invocation metadata."""
     for key, value in metadata or ():
         if key.lower() == "authorization":
             text = value.decode() if isinstance(value, bytes) else value

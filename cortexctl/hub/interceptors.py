@@ -39,27 +39,31 @@ def _map_errors(
 class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        continuation: Callable[
+            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]
+        ],
         handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
         handler = await continuation(handler_call_details)
         method = handler_call_details.method
         if handler is None or not method.startswith(SERVICE_PREFIX):
             return handler
-        wrap_args = {
+        # Our servicer methods are coroutines; the stubs type handlers as plain callables.
+        behaviors: Any = handler
+        wrap_args: Any = {
             "request_deserializer": handler.request_deserializer,
             "response_serializer": handler.response_serializer,
         }
         if handler.unary_unary:
             return grpc.unary_unary_rpc_method_handler(
-                _map_errors(handler.unary_unary, method), **wrap_args
+                _map_errors(behaviors.unary_unary, method), **wrap_args
             )
         if handler.stream_unary:
             return grpc.stream_unary_rpc_method_handler(
-                _map_errors(handler.stream_unary, method), **wrap_args
+                _map_errors(behaviors.stream_unary, method), **wrap_args
             )
         if handler.stream_stream:
             return grpc.stream_stream_rpc_method_handler(
-                _map_errors(handler.stream_stream, method), **wrap_args
+                _map_errors(behaviors.stream_stream, method), **wrap_args
             )
         return handler

@@ -352,7 +352,9 @@ class HubServer:
                 ("grpc.server.max_pending_requests_hard_limit", 40_000),
             ],
         )
-        mesh_pb2_grpc.add_AgentOrchestratorServicer_to_server(self.servicer, server)
+        mesh_pb2_grpc.add_AgentOrchestratorServicer_to_server(  # type: ignore[no-untyped-call]
+            self.servicer, server
+        )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(
             (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server

@@ -6,9 +6,9 @@ import contextlib
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Engine, create_engine, event, exc, inspect, text
+from sqlalchemy import CursorResult, Engine, Result, create_engine, event, exc, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -16,6 +16,11 @@ from cortexctl.errors import Conflict, Unavailable, UsageError
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
 MIGRATIONS = Path(__file__).with_name("migrations")
+
+
+def affected(result: Result[Any]) -> int:
+    """Rows an UPDATE or DELETE changed (typed: ``Session.execute`` returns a plain Result)."""
+    return int(cast(CursorResult[Any], result).rowcount)
 
 
 def is_sqlite(engine: Engine) -> bool:
