@@ -36,7 +36,9 @@ from cortexctl.store.engine import Store, upgrade
 class BenchResult:
     nodes: int
     handshakes_per_s: float
-    heartbeat_ack_ms: dict[str, float]
+    handshake_retries: int  # UNAVAILABLE answers retried with backoff, as agents do
+    heartbeat_ack_ms: dict[str, float]  # steady state: each stream's first ack left out
+    first_heartbeat_ack_ms: dict[str, float]  # includes the stream's set-up
     heartbeats_acked: int
     tasks: int
     task_round_trip_ms: dict[str, float]
@@ -108,6 +110,7 @@ class SimulatedNode:
         self.stub = stub
         self.credential = credential
         self.rtts: list[float] = []
+        self.first_ack_ms: float | None = None  # stream set-up included; kept apart
         self.sent: dict[int, float] = {}
         self.done = asyncio.Event()
 
@@ -131,8 +134,13 @@ class SimulatedNode:
             kind = message.WhichOneof("body")
             if kind == "heartbeat_ack":
                 sent = self.sent.pop(message.heartbeat_ack.seq, None)
-                if sent is not None:
-                    self.rtts.append((time.perf_counter() - sent) * 1000)
+                if sent is None:
+                    continue
+                rtt = (time.perf_counter() - sent) * 1000
+                if self.first_ack_ms is None:
+                    self.first_ack_ms = rtt
+                else:
+                    self.rtts.append(rtt)
             elif kind == "assign":
                 await call.write(
                     pb.NodeMessage(
@@ -166,6 +174,26 @@ def submit_and_wait(
     return round_trips, time.monotonic() - started
 
 
+async def join(
+    stub: pb_grpc.AgentOrchestratorStub, token: str, name: str, retries: list[int]
+) -> pb.NodeConfiguration:
+    """A handshake retried on UNAVAILABLE with jittered backoff, as the agent does."""
+    from cortexctl.agent.runner import backoff_delay
+
+    for attempt in range(20):
+        try:
+            config: pb.NodeConfiguration = await stub.SyncConfiguration(
+                pb.SyncConfigurationRequest(invite_token=token, requested_name=name)
+            )
+            return config
+        except grpc.aio.AioRpcError as err:
+            if err.code() != grpc.StatusCode.UNAVAILABLE:
+                raise
+            retries[0] += 1
+            await asyncio.sleep(backoff_delay(attempt, 0.2, 5.0))
+    raise RuntimeError(f"{name} could not join in 20 attempts")
+
+
 async def simulate(
     address: str,
     database_url: str,
@@ -173,7 +201,7 @@ async def simulate(
     duration_s: float,
     interval_s: float,
     task_count: int,
-) -> tuple[float, list[SimulatedNode], list[float], float]:
+) -> tuple[float, int, list[SimulatedNode], list[float], float]:
     store = Store(database_url, pool_size=4)
     try:
         upgrade(store)
@@ -184,13 +212,9 @@ async def simulate(
         async with grpc.aio.insecure_channel(address) as channel:
             stub = pb_grpc.AgentOrchestratorStub(channel)  # type: ignore[no-untyped-call]
             began = time.perf_counter()
+            retries = [0]
             configs = await asyncio.gather(
-                *(
-                    stub.SyncConfiguration(
-                        pb.SyncConfigurationRequest(invite_token=token, requested_name=f"bench{i}")
-                    )
-                    for i in range(node_count)
-                )
+                *(join(stub, token, f"bench{i}", retries) for i in range(node_count))
             )
             handshake_s = time.perf_counter() - began
             sims = [SimulatedNode(stub, c.node_credential) for c in configs]
@@ -205,7 +229,7 @@ async def simulate(
                 max(30.0, duration_s),
             )
             await asyncio.gather(*running)
-        return node_count / handshake_s, sims, trips, elapsed
+        return node_count / handshake_s, retries[0], sims, trips, elapsed
     finally:
         store.dispose()
 
@@ -222,7 +246,7 @@ def run_bench(
     notes = []
     if address is None:
         with local_hub(f"{interval_s}s") as (hub, url, pid):
-            rate, sims, trips, elapsed = asyncio.run(
+            rate, retried, sims, trips, elapsed = asyncio.run(
                 simulate(hub, url, node_count, duration_s, interval_s, task_count)
             )
             rss = rss_mib(pid)
@@ -230,17 +254,20 @@ def run_bench(
         if database_url is None:
             raise ValueError("benchmarking a running hub needs its store")
         notes.append(f"hub at {address} (its own heartbeat interval applies)")
-        rate, sims, trips, elapsed = asyncio.run(
+        rate, retried, sims, trips, elapsed = asyncio.run(
             simulate(address, database_url, node_count, duration_s, interval_s, task_count)
         )
         rss = None
     rtts = [rtt for sim in sims for rtt in sim.rtts]
+    firsts = [sim.first_ack_ms for sim in sims if sim.first_ack_ms is not None]
     if len(trips) < task_count:
         notes.append(f"{task_count - len(trips)} task(s) did not finish in time")
     return BenchResult(
         nodes=node_count,
         handshakes_per_s=round(rate, 1),
+        handshake_retries=retried,
         heartbeat_ack_ms=percentiles(rtts),
+        first_heartbeat_ack_ms=percentiles(firsts),
         heartbeats_acked=len(rtts),
         tasks=len(trips),
         task_round_trip_ms=percentiles(trips),

@@ -66,7 +66,16 @@ def bench(
         render.print_fields(
             [
                 ("nodes", result.nodes),
-                ("handshakes/s", result.handshakes_per_s),
+                (
+                    "handshakes/s",
+                    f"{result.handshakes_per_s}  ({result.handshake_retries} "
+                    "UNAVAILABLE answers retried with backoff)",
+                ),
+                (
+                    "first ack ms",
+                    "p50 {p50}  p99 {p99}  max {max}".format(**result.first_heartbeat_ack_ms)
+                    + "  (includes stream set-up)",
+                ),
                 (
                     "heartbeat ack ms",
                     "p50 {p50}  p99 {p99}  max {max}".format(**result.heartbeat_ack_ms)

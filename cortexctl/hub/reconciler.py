@@ -22,7 +22,7 @@ from cortexctl.hub import convert
 from cortexctl.hub.runtime import HubRuntime
 from cortexctl.hub.streams import NodeStream
 from cortexctl.proto import mesh_pb2 as pb
-from cortexctl.store.models import Node
+from cortexctl.store.models import Node, Task
 
 log = logging.getLogger("cortexctl.hub")
 FULL_PASS_S = 10.0  # a pass even without a change, as a safety net
@@ -109,26 +109,51 @@ class Reconciler:
         ids = set(streams) | set(cached)
         if not ids:
             return plan
-        for node in session.scalars(select(Node).where(Node.id.in_(ids))):
-            if node.revoked_at is not None:
-                plan.revoked.add(node.id)
-                continue
-            if node.id in cached and cached[node.id] != node.credential_hash:
-                plan.rotated.add(node.id)
-                continue
-            stream = streams.get(node.id)
-            if stream is None:
-                continue
-            plan.policies[node.id] = effective_policy(node, self.rt.options.sandbox)
-            claimed = journal.claim_pending(
-                session,
-                node,
-                hub_id=self.rt.hub_id,
-                stream_id=stream.stream_id,
-                defaults=self.rt.options.sandbox,
+        # Columns only, not ORM objects: this runs on every change with every stream in it,
+        # and a worker thread busy building objects holds the GIL the event loop needs.
+        rows = session.execute(
+            select(Node.id, Node.revoked_at, Node.credential_hash, Node.policy_revision).where(
+                Node.id.in_(ids)
             )
-            if claimed:
-                plan.assignments[node.id] = [convert.assignment(task) for task in claimed]
+        )
+        stale_policy: set[str] = set()
+        live: set[str] = set()
+        for node_id, revoked_at, credential_hash, revision in rows:
+            if revoked_at is not None:
+                plan.revoked.add(node_id)
+            elif node_id in cached and cached[node_id] != credential_hash:
+                plan.rotated.add(node_id)
+            elif node_id in streams:
+                live.add(node_id)
+                if revision > streams[node_id].policy_revision_sent:
+                    stale_policy.add(node_id)
+        pending = (
+            set(
+                session.scalars(
+                    select(Task.node_id)
+                    .where(Task.state == journal.PENDING, Task.node_id.in_(live))
+                    .distinct()
+                )
+            )
+            if live
+            else set()
+        )
+        wanted = stale_policy | pending
+        if wanted:
+            for node in session.scalars(select(Node).where(Node.id.in_(wanted))):
+                if node.id in stale_policy:
+                    plan.policies[node.id] = effective_policy(node, self.rt.options.sandbox)
+                if node.id not in pending:
+                    continue
+                claimed = journal.claim_pending(
+                    session,
+                    node,
+                    hub_id=self.rt.hub_id,
+                    stream_id=streams[node.id].stream_id,
+                    defaults=self.rt.options.sandbox,
+                )
+                if claimed:
+                    plan.assignments[node.id] = [convert.assignment(task) for task in claimed]
         in_flight = [task for stream in streams.values() for task in stream.in_flight]
         plan.ended = journal.terminal_among(session, in_flight)
         return plan
