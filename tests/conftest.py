@@ -18,6 +18,7 @@ from urllib.parse import quote
 import pytest
 
 PG_DEFAULT = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+DEADLINE_SCALE = 2.0
 
 
 def wait_until(
@@ -26,7 +27,13 @@ def wait_until(
     what: str = "condition",
     interval: float = 0.05,
 ) -> Any:
-    """Poll ``predicate`` until it returns something truthy; fail with ``what`` at the deadline."""
+    """Poll ``predicate`` until it returns something truthy; fail with ``what`` at the deadline.
+
+    Deadlines only bound a failing test; a passing one returns as soon as the condition
+    holds. They are doubled here because the suite runs on three workers on shared
+    two-core machines, where a process can be starved for seconds.
+    """
+    timeout *= DEADLINE_SCALE
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()

@@ -15,6 +15,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from cortexctl.errors import Conflict, Unavailable, UsageError
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
+# A database timeout set from a deadline fires a hair before it; count that as the deadline.
+DEADLINE_SLACK_S = 0.25
 MIGRATIONS = Path(__file__).with_name("migrations")
 
 
@@ -148,7 +150,7 @@ class Store:
         committed: its caller has already been told UNAVAILABLE.
         """
         factory = self._write_sessions if write else self._sessions
-        with store_errors(self.url), factory() as session, session.begin():
+        with store_errors(self.url, deadline), factory() as session, session.begin():
             if deadline is not None:
                 if time.monotonic() >= deadline:
                     raise Unavailable("the store was not reached before the deadline")
@@ -166,7 +168,7 @@ class Store:
 
 
 @contextlib.contextmanager
-def store_errors(url: str) -> Iterator[None]:
+def store_errors(url: str, deadline: float | None = None) -> Iterator[None]:
     """Map driver errors to typed ones: a store that fails is UNAVAILABLE, not a traceback."""
     try:
         yield
@@ -175,6 +177,13 @@ def store_errors(url: str) -> Iterator[None]:
             f"a concurrent change conflicted ({str(err.orig).strip()}); try again"
         ) from None
     except (exc.OperationalError, exc.InterfaceError, exc.DatabaseError) as err:
+        if deadline is not None and time.monotonic() >= deadline - DEADLINE_SLACK_S:
+            # The database's own timeout (set from the deadline) fired first: say so the
+            # same way as when the executor's deadline does.
+            raise Unavailable(
+                "the store did not answer within the deadline "
+                f"({describe_operational_error(url, err)}); retry shortly"
+            ) from None
         raise Unavailable(describe_operational_error(url, err)) from None
 
 

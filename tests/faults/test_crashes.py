@@ -131,13 +131,13 @@ def test_node_killed_mid_upload_frees_the_path_at_once(
     )
     try:
         assert client.stdout is not None and client.stdout.readline().strip() == "ready"
-        wait_until(lambda: hub.leases() == 3, 15, "three uploads in flight")
+        wait_until(lambda: hub.leases() == 3, 60, "three uploads in flight")
     finally:
         client.send_signal(signal.SIGKILL)
         client.wait(30)
     # The hub sees the connection drop and releases each lock; with a lock wait of 0 any
     # lock left behind would answer ABORTED here.
-    wait_until(lambda: hub.leases() == 0 and not hub.temp_files(), 15, "the paths to be free")
+    wait_until(lambda: hub.leases() == 0 and not hub.temp_files(), 60, "the paths to be free")
     for index in range(3):
         code, details = asyncio.run(
             send(hub.address, [final(f"killed/{index}", b"new")], bearer(hub.credential))

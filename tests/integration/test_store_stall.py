@@ -83,7 +83,7 @@ def test_handshake_times_out_unavailable_while_heartbeats_flow(
                 with pytest.raises(grpc.RpcError) as caught:
                     join(stub, late_token)
                 assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
-                assert "did not answer within" in caught.value.details()
+                assert "did not answer within" in caught.value.details(), caught.value.details()
                 # Still inside the stall: the connected node's heartbeats are acknowledged.
                 wait_until(lambda: len(acks) >= seen + 5, 15, "acks during the stall")
             # The stall is over: the same token still works (the failed attempt used nothing).
