@@ -25,6 +25,7 @@ from typing import Any
 import grpc
 
 from cortexctl.agent.syncer import upload_file, upload_many
+from cortexctl.benchmark import start_hub_process
 from cortexctl.core.mirrors import tune_malloc
 from cortexctl.proto import mesh_pb2 as pb
 from cortexctl.proto import mesh_pb2_grpc as pb_grpc
@@ -37,35 +38,6 @@ def rss_kib(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     raise RuntimeError("no VmRSS")
-
-
-def start_hub(root: Path, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
-    ready = root / "ready.json"
-    log = (root / "hub.log").open("wb")
-    hub = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "cortexctl",
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--ready-file",
-            str(ready),
-            "--log-level",
-            "warning",
-        ],
-        env=env,
-        stdout=log,
-        stderr=log,
-        stdin=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 60
-    while not ready.exists():
-        if hub.poll() is not None or time.monotonic() > deadline:
-            raise SystemExit(f"hub did not start:\n{(root / 'hub.log').read_text()}")
-        time.sleep(0.05)
-    return hub, json.loads(ready.read_text())["address"]
 
 
 def cli(env: dict[str, str], *args: str) -> Any:
@@ -133,7 +105,7 @@ def wait_clean(env: dict[str, str], mirrors: Path, timeout: float = 120.0) -> No
 
 
 async def bench(args: argparse.Namespace, root: Path, env: dict[str, str]) -> None:
-    hub, address = start_hub(root, env)
+    hub, address = start_hub_process(env, root)
     mirrors = root / "data" / "mirrors"
     try:
         token = cli(env, "invites", "create")["token"]

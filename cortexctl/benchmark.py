@@ -58,13 +58,12 @@ def percentiles(samples: list[float]) -> dict[str, float]:
     }
 
 
-@contextmanager
-def local_hub(heartbeat: str) -> Iterator[tuple[str, str, int]]:
-    """A `cortexctl serve` on a throwaway data dir: (address, database url, pid)."""
-    with tempfile.TemporaryDirectory(prefix="cortex-bench-") as tmp:
-        ready = Path(tmp) / "ready.json"
-        env = {**os.environ, "CORTEX_DATA_DIR": tmp, "CORTEX_LOG_LEVEL": "warning"}
-        env.pop("CORTEX_DATABASE_URL", None)
+def start_hub_process(
+    env: dict[str, str], workdir: Path, *extra: str
+) -> tuple[subprocess.Popen[bytes], str]:
+    """Start `cortexctl serve` on a free loopback port; return it and its address."""
+    ready = workdir / "ready.json"
+    with (workdir / "hub.log").open("wb") as log:
         proc = subprocess.Popen(
             [
                 sys.executable,
@@ -75,21 +74,33 @@ def local_hub(heartbeat: str) -> Iterator[tuple[str, str, int]]:
                 "127.0.0.1:0",
                 "--ready-file",
                 str(ready),
-                "--heartbeat-interval",
-                heartbeat,
+                "--log-level",
+                "warning",
+                *extra,
             ],
             env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            stdin=subprocess.DEVNULL,
         )
+    deadline = time.monotonic() + 60
+    while not ready.exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise RuntimeError(f"the hub did not start:\n{(workdir / 'hub.log').read_text()}")
+        time.sleep(0.05)
+    return proc, str(json.loads(ready.read_text())["address"])
+
+
+@contextmanager
+def local_hub(heartbeat: str) -> Iterator[tuple[str, str, int]]:
+    """A `cortexctl serve` on a throwaway data dir: (address, database url, pid)."""
+    with tempfile.TemporaryDirectory(prefix="cortex-bench-") as tmp:
+        env = {**os.environ, "CORTEX_DATA_DIR": tmp}
+        env.pop("CORTEX_DATABASE_URL", None)
+        proc, address = start_hub_process(env, Path(tmp), "--heartbeat-interval", heartbeat)
         try:
-            deadline = time.monotonic() + 60
-            while not ready.exists():
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("the benchmark hub did not start")
-                time.sleep(0.05)
-            info = json.loads(ready.read_text())
-            yield info["address"], f"sqlite:///{tmp}/cortex.db", proc.pid
+            yield address, f"sqlite:///{tmp}/cortex.db", proc.pid
         finally:
             proc.terminate()
             proc.wait(60)
