@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import pty
 import select
 import signal
 import socket
+import struct
 import subprocess
+import termios
 import urllib.request
 from pathlib import Path
 
@@ -57,6 +60,8 @@ def test_mesh_status_follows_connect_freeze_and_revoke(tmp_path: Path, mesh: Mes
 
 def test_follow_in_a_terminal_shows_a_node_appear(mesh: Mesh) -> None:
     primary, secondary = pty.openpty()
+    # A terminal of a real size (a new pty is 0x0, which rich takes for 80 columns).
+    fcntl.ioctl(secondary, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 160, 0, 0))
     proc = subprocess.Popen(
         [*CORTEXCTL, "mesh", "status", "--follow", "--interval", "0.3s"],
         env=mesh.env,
