@@ -187,8 +187,11 @@ def mesh_renderable(snap: Any, show_jobs: bool) -> Any:
     from rich.text import Text
 
     table = Table(box=None, header_style="bold", pad_edge=False)
+    # On a narrow terminal the hub id gives way first; a node's name and id never do.
+    longest = max((len(node.name) for node in snap.nodes), default=4)
     for column in NODE_COLUMNS:
-        table.add_column(column, no_wrap=True)
+        keep = {"NAME": longest, "ID": 15, "STATUS": 7, "SANDBOX": 10}.get(column)
+        table.add_column(column, no_wrap=True, min_width=keep)
     for row in _node_rows(snap, styled=True):
         table.add_row(*row)
     parts: list[Any] = [table, Text(summary_line(snap), style="bold")]
