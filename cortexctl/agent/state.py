@@ -48,7 +48,3 @@ def save_membership(state_dir: Path, membership: Membership) -> Path:
         os.fsync(handle.fileno())
     os.replace(tmp, path)
     return path
-
-
-def forget_membership(state_dir: Path) -> None:
-    (state_dir / CREDENTIAL_FILE).unlink(missing_ok=True)

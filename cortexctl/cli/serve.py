@@ -9,8 +9,6 @@ import typer
 
 from cortexctl.cli.context import cli_context
 
-FileOpt = Annotated[Path | None, typer.Option(metavar="FILE")]
-
 
 def serve(
     ctx: typer.Context,

@@ -28,10 +28,6 @@ TaskArg = Annotated[
 WAIT_POLL_S = 0.2
 
 
-class TaskDidNotSucceed(CortexError):
-    exit_code = EXIT_FAILED
-
-
 def wait_for_task(
     store: Store, task_id: str, timeout_s: float | None, show_progress: bool
 ) -> TaskView:

@@ -157,18 +157,6 @@ def begin_lease(
     apply_lease_changes(session, [LeaseStart(node_id, path, sync_id, hub_id, temp_path)], [])
 
 
-def end_lease(session: Session, *, node_id: str, path: str, sync_id: str) -> bool:
-    """Delete the lease of one upload (not a later upload's lease of the same file)."""
-    result = session.execute(
-        delete(SyncLease).where(
-            SyncLease.node_id == node_id,
-            SyncLease.path == path,
-            SyncLease.sync_id == sync_id,
-        )
-    )
-    return bool(affected(result))
-
-
 def renew_leases(session: Session, renewals: Sequence[Renewal]) -> int:
     """Mark the uploads a hub still holds as active, in one batched statement."""
     if not renewals:
@@ -200,14 +188,6 @@ def renew_leases(session: Session, renewals: Sequence[Renewal]) -> int:
         ],
     )
     return len(renewals)
-
-
-def list_leases(session: Session, *, node_id: str | None = None) -> list[LeaseView]:
-    query = select(SyncLease).order_by(SyncLease.node_id, SyncLease.path)
-    if node_id is not None:
-        query = query.where(SyncLease.node_id == node_id)
-    at = clock.now()
-    return [view(row, at) for row in session.scalars(query)]
 
 
 def live_temp_paths(session: Session) -> set[str]:

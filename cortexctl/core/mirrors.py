@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from cortexctl.core import nodes
@@ -38,7 +37,6 @@ from cortexctl.errors import (
     ResourceExhausted,
     Unavailable,
 )
-from cortexctl.store.models import Node
 
 MAX_PATH_BYTES = 1024  # the lease's primary key column is String(1024)
 MAX_NAME_BYTES = 255  # NAME_MAX on the file systems we run on
@@ -436,10 +434,6 @@ def node_dirs(mirrors_dir: Path) -> list[str]:
         )
     except FileNotFoundError:
         return []
-
-
-def known_node_ids(session: Session, ids: Sequence[str]) -> set[str]:
-    return set(session.scalars(select(Node.id).where(Node.id.in_(list(ids)))))
 
 
 # glibc mallopt parameters (malloc.h)

@@ -290,14 +290,6 @@ def rotate_credential(session: Session, ref: str) -> Joined:
     return Joined(node=node, credential=make_token(NODE_PREFIX, node.id, secret))
 
 
-def credential_hashes(session: Session, node_ids: Sequence[str]) -> dict[str, str]:
-    """The stored credential hash of each node (for the hub to drop stale cache entries)."""
-    if not node_ids:
-        return {}
-    rows = session.execute(select(Node.id, Node.credential_hash).where(Node.id.in_(node_ids)))
-    return {node_id: digest for node_id, digest in rows}
-
-
 def revoke_node(session: Session, ref: str) -> tuple[Node, int]:
     """Revoke a node: its credential stops working and its unfinished tasks fail."""
     node = resolve_node(session, ref)

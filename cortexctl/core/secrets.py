@@ -42,9 +42,3 @@ def split_token(prefix: str, token: str) -> tuple[str, str] | None:
     if len(parts) != 3 or parts[0] != prefix or not parts[1] or not parts[2]:
         return None
     return parts[1], parts[2]
-
-
-def redact(token: str) -> str:
-    """What may appear in a log line or an error message: the kind and id, never the secret."""
-    parts = token.split(".")
-    return f"{parts[0]}.{parts[1]}.***" if len(parts) == 3 else "***"

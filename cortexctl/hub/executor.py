@@ -12,14 +12,11 @@ import contextvars
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, ParamSpec, TypeVar
-
-from sqlalchemy.orm import Session
+from typing import Any, TypeVar
 
 from cortexctl.errors import Unavailable
 from cortexctl.store.engine import Store
 
-P = ParamSpec("P")
 T = TypeVar("T")
 
 
@@ -95,11 +92,6 @@ class StoreExecutor:
                 return fn(session, *args, **kwargs)
 
         return await self.run(in_session, timeout=timeout)
-
-    def call_session(self, fn: Callable[[Session], T]) -> T:
-        """Synchronous form for start-up and shutdown, before and after the loop serves."""
-        with self.store.session(write=True) as session:
-            return fn(session)
 
     def shutdown(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=False)

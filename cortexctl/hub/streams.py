@@ -137,9 +137,6 @@ class StreamRegistry:
                 self._presence[update.node_id] = ("", update)
             self._dirty.add(update.node_id)
 
-    def presence_size(self) -> int:
-        return len(self._presence)
-
     def last_heartbeat(self, node_id: str) -> datetime | None:
         entry = self._presence.get(node_id)
         return entry[1].last_heartbeat if entry else None
