@@ -25,10 +25,10 @@ from typing import Any
 import grpc
 
 from cortexctl.agent.syncer import upload_file, upload_many
-from cortexctl.benchmark import start_hub_process
-from cortexctl.core.mirrors import tune_malloc
+from cortexctl.bench.launcher import start_hub
 from cortexctl.proto import mesh_pb2 as pb
 from cortexctl.proto import mesh_pb2_grpc as pb_grpc
+from cortexctl.tuning import tune_malloc
 
 MIB = 1024 * 1024
 
@@ -105,7 +105,8 @@ def wait_clean(env: dict[str, str], mirrors: Path, timeout: float = 120.0) -> No
 
 
 async def bench(args: argparse.Namespace, root: Path, env: dict[str, str]) -> None:
-    hub, address = start_hub_process(env, root)
+    hub = start_hub(root, env, "--log-level", "warning")
+    address = hub.address
     mirrors = root / "data" / "mirrors"
     try:
         token = cli(env, "invites", "create")["token"]
@@ -182,8 +183,7 @@ async def bench(args: argparse.Namespace, root: Path, env: dict[str, str]) -> No
             )
         await channel.close()
     finally:
-        hub.terminate()
-        hub.wait(30)
+        hub.stop(30)
 
 
 def main() -> None:

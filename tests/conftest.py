@@ -50,6 +50,8 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     for key in list(os.environ):
         if key.startswith("CORTEX_") and key != "CORTEX_TEST_DATABASE_URL":
             monkeypatch.delenv(key)
+    # The machine's /etc/cortexctl/config.toml must not reach a test.
+    monkeypatch.setenv("CORTEX_SYSTEM_CONFIG", str(tmp_path / "etc" / "cortexctl" / "config.toml"))
     home = tmp_path / "home"
     home.mkdir()
     monkeypatch.setenv("HOME", str(home))
@@ -116,6 +118,14 @@ def pg_url() -> Iterator[str]:
         drop()
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def each_store(request: pytest.FixtureRequest, data_dir: Path) -> str:
+    """A fresh store of each kind in turn (SQLite in ``data_dir``, a PostgreSQL schema)."""
+    if request.param == "sqlite":
+        return f"sqlite:///{data_dir / 'cortex.db'}"
+    return str(request.getfixturevalue("pg_url"))
+
+
 @pytest.fixture
 def data_dir(tmp_path: Path) -> Path:
     path = tmp_path / "data"
@@ -124,12 +134,28 @@ def data_dir(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def store_env(database_url: str, data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    """CORTEX_* variables that point commands (in-process and child processes) at the store."""
+def no_store_env(
+    database_url: str, data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> dict[str, str]:
+    """CORTEX_* variables pointing at a store that does not exist yet (no schema)."""
     env = {"CORTEX_DATABASE_URL": database_url, "CORTEX_DATA_DIR": str(data_dir)}
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     return env
+
+
+@pytest.fixture
+def store_env(no_store_env: dict[str, str]) -> dict[str, str]:
+    """CORTEX_* variables that point commands (in-process and child processes) at a store
+    with the current schema (read commands never create one)."""
+    from cortexctl.store.engine import Store, upgrade
+
+    store = Store(no_store_env["CORTEX_DATABASE_URL"])
+    try:
+        upgrade(store)
+    finally:
+        store.dispose()
+    return no_store_env
 
 
 @pytest.fixture
@@ -148,14 +174,27 @@ def fresh_store(database_url: str) -> Iterator[Any]:
 @pytest.fixture
 def mesh(tmp_path: Path, store_env: dict[str, str], isolated_env: Path) -> Iterator[Any]:
     """A running `cortexctl serve` on loopback (1 s heartbeats); agents are started by tests."""
-    from tests.helpers import Hub, Mesh, child_env
+    from tests.helpers import child_env, running_mesh
 
-    env = child_env(store_env, isolated_env)
-    hub = Hub(tmp_path / "hub", env)
-    hub.workdir.mkdir()
-    hub.start()
-    running = Mesh(tmp_path, env, hub)
-    try:
+    with running_mesh(tmp_path, child_env(store_env, isolated_env)) as running:
         yield running
+
+
+@pytest.fixture(params=["local", "remote"])
+def cli(
+    request: pytest.FixtureRequest, tmp_path: Path, store_env: dict[str, str], isolated_env: Path
+) -> Iterator[Any]:
+    """The CLI run on the store, then (a second run of the test) through a remote context:
+    a real `cortexctl serve` with TLS (a generated CA) and an admin token, on the same
+    store, so every assertion of the test holds for both paths."""
+    from tests.helpers import Cli, add_context, child_env, start_tls_hub
+
+    if request.param == "local":
+        yield Cli()
+        return
+    hub, pki = start_tls_hub(tmp_path / "remote", child_env(store_env, isolated_env))
+    try:
+        add_context("hub", hub, pki.ca, root=tmp_path)
+        yield Cli(context="hub", hub=hub)
     finally:
-        running.close()
+        hub.stop()

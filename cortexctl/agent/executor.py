@@ -4,8 +4,15 @@ A task is either an argv (run directly, never through a shell) or a script (PERM
 only, run as ``bash --noprofile --norc -c SCRIPT``).  Every task runs in its own session and
 process group inside the workspace, with stdin on /dev/null and a scrubbed environment.
 
-Environment: a task never sees the agent's own environment.  It starts from only these
-variables (``BASE_ENV_KEYS``), copied from the agent's environment when they are set:
+Environment under STRICT: deny by default.  A task gets only ``PATH`` (the agent's own
+search path: absolute entries, none inside the workspace), ``HOME`` (the workspace),
+``LANG=C.UTF-8`` and ``CORTEX_TASK_ID``, plus the variables of its env whose names the
+policy allows (``allowed_env``); a task env with any other name is REJECTED.  Nothing of the
+agent's own environment reaches it.
+
+Environment under PERMISSIVE: a task never sees the agent's own environment.  It starts
+from only these variables (``BASE_ENV_KEYS``), copied from the agent's environment when
+they are set:
 
     PATH     where commands are looked up (``/usr/local/bin:/usr/bin:/bin`` when unset)
     LANG     locale, so tools print text and sort the way the operator expects
@@ -16,13 +23,16 @@ variables (``BASE_ENV_KEYS``), copied from the agent's environment when they are
 then HOME is set to the workspace, CORTEX_TASK_ID to the task id, and the task's own ``env``
 is laid over the top.
 
-STRICT mode looks commands up on the agent's PATH above (absolute entries only), never on a
-PATH the task supplies, and refuses loader variables (``LD_*``, ``DYLD_*``) in the task env,
-because either would let a task run code that is not in ``allowed_commands``.
+STRICT mode looks commands up on the agent's PATH above (absolute entries outside the
+workspace only), never on a PATH the task supplies: argv[0] must be a bare name in
+``allowed_commands``, or the argv must start with one of ``allowed_prefixes`` (pins).
 
-Limits: a task's processes die with its process group when it times out, is cancelled, the
-runner shuts down, or its main process exits.  A process that leaves the group on purpose
-(setsid, setpgid) escapes this; containing that needs cgroups, which this module does not use.
+Limits: every task runs with no_new_privs and the policy's rlimits, and under bubblewrap
+when the agent has it (see ``isolation``).  A task's processes die with its process group
+when it times out, is cancelled, the runner shuts down, or its main process exits.  A
+process that leaves the group on purpose (setsid, setpgid) escapes that; under bubblewrap
+it dies with the task's pid namespace, and with a ``Containment`` (agent/reaper.py) it is
+caught by the task's cgroup where one can be made, and the task dies with the agent.
 """
 
 from __future__ import annotations
@@ -33,10 +43,14 @@ import os
 import shutil
 import signal
 import subprocess
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
+
+from cortexctl.agent.isolation import Isolation, TaskLimits, spawn_task
+from cortexctl.agent.reaper import Containment
 
 __all__ = [
     "BASE_ENV_KEYS",
@@ -69,7 +83,7 @@ TERM_GRACE_S = 1.0
 # the group can still hold them open, and it must not hang the run forever.
 _DRAIN_GRACE_S = 2.0
 _CHUNK = 64 * 1024
-_LOADER_PREFIXES = ("LD_", "DYLD_")
+STRICT_LANG = "C.UTF-8"
 _SHUTDOWN_REASON = "the agent is shutting down"
 
 
@@ -82,6 +96,10 @@ class Policy:
     max_runtime_s: int  # 0 = no cap
     max_output_bytes: int  # per stream (stdout and stderr each); 0 = no cap
     revision: int = 0
+    allowed_env: tuple[str, ...] = ()  # STRICT: env names a task may set
+    allowed_prefixes: tuple[tuple[str, ...], ...] = ()  # STRICT: argv pins
+    deny_network: bool = False
+    limits: TaskLimits = field(default_factory=TaskLimits)
 
 
 @dataclass(frozen=True)
@@ -128,31 +146,46 @@ def output_cap(policy: Policy) -> int:
     return min(policy.max_output_bytes, OUTPUT_HARD_CAP)
 
 
-def build_env(spec: TaskSpec, home: Path, *, strict: bool = False) -> dict[str, str]:
+def _check_env_entry(key: str, value: str) -> None:
+    if not key or "=" in key or "\0" in key:
+        raise TaskRejected(
+            f"environment variable name {key!r} is invalid (empty, or contains '=' or NUL);"
+            " use a non-empty name without '=' or NUL"
+        )
+    if "\0" in value:
+        raise TaskRejected(
+            f"environment variable {key!r} has a NUL byte in its value, which cannot be"
+            " passed to a process; remove it"
+        )
+
+
+def build_env(
+    spec: TaskSpec,
+    home: Path,
+    *,
+    strict: bool = False,
+    allowed_env: tuple[str, ...] = (),
+    search_path: str = "",
+) -> dict[str, str]:
     """Return the scrubbed environment for the task; raise TaskRejected on a bad variable."""
-    env = {key: os.environ[key] for key in BASE_ENV_KEYS if key in os.environ}
-    if not env.get("PATH"):
-        env["PATH"] = DEFAULT_PATH
-    env["HOME"] = str(home)
-    env["CORTEX_TASK_ID"] = spec.task_id
     for key, value in spec.env.items():
-        if not key or "=" in key or "\0" in key:
+        _check_env_entry(key, value)
+    if strict:
+        refused = sorted(key for key in spec.env if key not in allowed_env)
+        if refused:
             raise TaskRejected(
-                f"environment variable name {key!r} is invalid (empty, or contains '=' or NUL);"
-                " use a non-empty name without '=' or NUL"
+                f"environment variable(s) {', '.join(refused)} are not in this node's"
+                f" allowed_env ({', '.join(allowed_env) or 'none'}); drop them, or have the"
+                " operator allow the names (`cortexctl nodes sandbox NODE --allow-env NAME`)"
             )
-        if "\0" in value:
-            raise TaskRejected(
-                f"environment variable {key!r} has a NUL byte in its value, which cannot be"
-                " passed to a process; remove it"
-            )
-        if strict and key.startswith(_LOADER_PREFIXES):
-            raise TaskRejected(
-                f"environment variable {key!r} changes how programs are loaded, which would let"
-                " the task run code outside allowed_commands; drop it, or switch the node to"
-                " PERMISSIVE sandbox mode"
-            )
-        env[key] = value
+        env = {"PATH": search_path or DEFAULT_PATH, "HOME": str(home), "LANG": STRICT_LANG}
+    else:
+        env = {key: os.environ[key] for key in BASE_ENV_KEYS if key in os.environ}
+        if not env.get("PATH"):
+            env["PATH"] = DEFAULT_PATH
+        env["HOME"] = str(home)
+    env.update(spec.env)
+    env["CORTEX_TASK_ID"] = spec.task_id
     return env
 
 
@@ -187,9 +220,16 @@ def prepare_command(
 
     cwd = _resolve_cwd(spec.cwd, workspace)
     home = Path(os.path.realpath(workspace))
-    env = build_env(spec, home, strict=mode == STRICT)
     # The agent's PATH, not the task's: the task must not pick where its binaries come from.
     base_path = os.environ.get("PATH") or DEFAULT_PATH
+    strict_path = _strict_search_path(base_path, home)
+    env = build_env(
+        spec,
+        home,
+        strict=mode == STRICT,
+        allowed_env=policy.allowed_env,
+        search_path=strict_path,
+    )
 
     if spec.script:
         bash = shutil.which("bash", path=_search_path(base_path, None))
@@ -202,7 +242,7 @@ def prepare_command(
 
     name = spec.argv[0]
     if mode == STRICT:
-        exe = _resolve_strict(name, policy, base_path)
+        exe = _resolve_strict(spec.argv, policy, strict_path)
     else:
         exe = _resolve_permissive(name, env["PATH"], cwd)
     return [exe, *spec.argv[1:]], cwd, env
@@ -268,23 +308,52 @@ def _search_path(path: str, cwd: Path | None) -> str:
     return os.pathsep.join(entries)
 
 
-def _resolve_strict(name: str, policy: Policy, base_path: str) -> str:
+def _strict_search_path(path: str, workspace: Path) -> str:
+    # Absolute entries only, and none inside the workspace, where a task could plant a
+    # program named like an allowed command.
+    ws = os.path.realpath(workspace)
+    entries = []
+    for entry in path.split(os.pathsep):
+        if not os.path.isabs(entry):
+            continue
+        real = os.path.realpath(entry)
+        if os.path.commonpath([ws, real]) == ws:
+            continue
+        entries.append(entry)
+    return os.pathsep.join(entries) or DEFAULT_PATH
+
+
+def _allowed_by_policy(argv: tuple[str, ...], policy: Policy) -> bool:
+    if argv[0] in policy.allowed_commands:
+        return True
+    return any(argv[: len(pin)] == tuple(pin) for pin in policy.allowed_prefixes if pin)
+
+
+def _resolve_strict(argv: tuple[str, ...], policy: Policy, search_path: str) -> str:
+    name = argv[0]
     if not name or "/" in name or name in (".", ".."):
         raise TaskRejected(
             f"STRICT mode runs allowed commands by bare name only; {name!r} is not a bare"
             " command name - send just the name (for example 'echo') of a command in"
             " allowed_commands, or switch the node to PERMISSIVE sandbox mode"
         )
-    if name not in policy.allowed_commands:
+    if not _allowed_by_policy(argv, policy):
+        pins = [" ".join(p) for p in policy.allowed_prefixes if p and p[0] == name]
+        if pins:
+            raise TaskRejected(
+                f"argv of {name!r} does not start with an allowed prefix"
+                f" ({', '.join(repr(p) for p in pins)}); send an argv that starts with one,"
+                " or have the operator pin another (`--allow 'CMD ARGS'`)"
+            )
         allowed = ", ".join(repr(c) for c in policy.allowed_commands) or "none"
         raise TaskRejected(
             f"command {name!r} is not in this node's allowed_commands ({allowed}); add it to"
             " the policy's allowed_commands, or switch the node to PERMISSIVE sandbox mode"
         )
-    exe = shutil.which(name, path=_search_path(base_path, None))
+    exe = shutil.which(name, path=search_path)
     if exe is None:
         raise TaskRejected(
-            f"allowed command {name!r} was not found on this node's PATH ({base_path});"
+            f"allowed command {name!r} was not found on this node's PATH ({search_path});"
             " install it on the node or add its directory to the agent's PATH"
         )
     return os.path.abspath(exe)
@@ -342,13 +411,25 @@ def _exit_outcome(returncode: int) -> tuple[str, str]:
     return "failed", f"killed by {_signal_name(-returncode)}"
 
 
-class _Capture:
-    """Reads one pipe without blocking, keeping the first ``cap`` bytes and discarding the rest."""
+OnOutput = Callable[[int, int, bytes], object]
+"""Called with (stream: 1 stdout, 2 stderr; offset; bytes) for each piece of output kept."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, fd: int, cap: int) -> None:
+
+class _Capture:
+    """Reads one pipe without blocking, keeping the first ``cap`` bytes and discarding the
+    rest; each piece kept also goes to ``on_output`` (live output) when given."""
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        fd: int,
+        cap: int,
+        on_output: Callable[[int, bytes], object] | None = None,
+    ) -> None:
         self._loop = loop
         self._fd = fd
         self._cap = cap
+        self._on_output = on_output
         self._closed = False
         self.data = bytearray()
         self.truncated = False
@@ -368,7 +449,10 @@ class _Capture:
             return
         room = self._cap - len(self.data)
         if room > 0:
-            self.data += chunk[:room]
+            kept = chunk[:room]
+            if self._on_output is not None:
+                self._on_output(len(self.data), kept)
+            self.data += kept
         if len(chunk) > room:
             self.truncated = True
 
@@ -401,9 +485,18 @@ class _Job:
 class TaskRunner:
     """Runs tasks in the workspace under a policy; cancel() and shutdown() belong to its loop."""
 
-    def __init__(self, workspace: Path, *, term_grace_s: float = TERM_GRACE_S) -> None:
+    def __init__(
+        self,
+        workspace: Path,
+        *,
+        term_grace_s: float = TERM_GRACE_S,
+        containment: Containment | None = None,
+        isolation: Isolation | None = None,
+    ) -> None:
         self._workspace = Path(workspace)
+        self._isolation = isolation or Isolation()
         self._term_grace_s = term_grace_s
+        self._containment = containment  # no orphans: see agent/reaper.py
         self._jobs: dict[str, _Job] = {}
         self._closing = False
 
@@ -416,6 +509,11 @@ class TaskRunner:
     def running(self) -> int:
         """Number of tasks currently running."""
         return len(self._jobs)
+
+    @property
+    def running_ids(self) -> list[str]:
+        """Ids of the tasks currently running."""
+        return list(self._jobs)
 
     def cancel(self, task_id: str, reason: str) -> bool:
         """Kill the task's process group; True if it was running (run() then says cancelled)."""
@@ -439,8 +537,11 @@ class TaskRunner:
         for job in jobs:
             await job.done.wait()
 
-    async def run(self, spec: TaskSpec, policy: Policy) -> TaskOutcome:
-        """Run one task to completion; never raises for task problems."""
+    async def run(
+        self, spec: TaskSpec, policy: Policy, on_output: OnOutput | None = None
+    ) -> TaskOutcome:
+        """Run one task to completion; never raises for task problems. ``on_output`` gets
+        the output as it comes (within the output cap), before the outcome has all of it."""
         if self._closing:
             return _never_ran("cancelled", _SHUTDOWN_REASON)
         if spec.task_id in self._jobs:
@@ -451,15 +552,30 @@ class TaskRunner:
             )
         try:
             argv, cwd, env = prepare_command(policy, spec, self._workspace)
+            if policy.deny_network and not self._isolation.network_control:
+                raise TaskRejected(
+                    "the policy denies tasks the network, which this agent can enforce only"
+                    " with bubblewrap (`cortexctl agent --isolation bwrap`)"
+                )
         except TaskRejected as exc:
             return _never_ran("rejected", str(exc))
+        argv = self._isolation.command(
+            argv, workspace=self._workspace, cwd=cwd, deny_network=policy.deny_network
+        )
 
         loop = asyncio.get_running_loop()
         job = _Job(spec.task_id, loop.create_future(), asyncio.Event())
         self._jobs[spec.task_id] = job
         try:
             return await self._execute(
-                job, argv, cwd, env, effective_timeout(spec, policy), output_cap(policy)
+                job,
+                argv,
+                cwd,
+                env,
+                effective_timeout(spec, policy),
+                output_cap(policy),
+                policy.limits,
+                on_output,
             )
         finally:
             del self._jobs[spec.task_id]
@@ -473,6 +589,8 @@ class TaskRunner:
         env: dict[str, str],
         timeout: int | None,
         cap: int,
+        limits: TaskLimits,
+        on_output: OnOutput | None = None,
     ) -> TaskOutcome:
         loop = asyncio.get_running_loop()
         try:
@@ -485,35 +603,40 @@ class TaskRunner:
         except OSError as exc:
             return _never_ran("failed", f"could not create output pipes: {_os_reason(exc)}")
 
+        contained = self._containment.prepare(job.task_id) if self._containment else None
+        launch = contained.wrap(argv) if contained else argv
         try:
-            proc = await asyncio.create_subprocess_exec(
-                argv[0],
-                *argv[1:],
-                stdin=subprocess.DEVNULL,
-                stdout=out_w,
-                stderr=err_w,
-                cwd=cwd,
-                env=env,
-                start_new_session=True,
+            proc = await spawn_task(
+                launch, cwd=cwd, env=env, stdout=out_w, stderr=err_w, limits=limits
             )
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, subprocess.SubprocessError) as exc:
             _close_all((out_r, err_r))
+            if contained:
+                contained.finished()
             return _never_ran("failed", f"could not start {argv[0]}: {_os_reason(exc)}")
         except BaseException:
             _close_all((out_r, err_r))
+            if contained:
+                contained.finished()
             raise
         finally:
             # The child has its own copies; ours would keep the pipes from ever reaching EOF.
             _close_all((out_w, err_w))
+        if contained:
+            contained.started(proc.pid)
 
-        out = _Capture(loop, out_r, cap)
-        err = _Capture(loop, err_r, cap)
+        out = _Capture(loop, out_r, cap, None if on_output is None else partial(on_output, 1))
+        err = _Capture(loop, err_r, cap, None if on_output is None else partial(on_output, 2))
         try:
             state, error = await self._supervise(job, proc, timeout)
+            if contained:
+                contained.finished()  # a process that left the group dies here too
             await asyncio.wait([out.done, err.done], timeout=_DRAIN_GRACE_S)
         finally:
             out.close()
             err.close()
+            if contained:
+                contained.finished()
         returncode = proc.returncode if proc.returncode is not None else -1
         return TaskOutcome(
             state=state,

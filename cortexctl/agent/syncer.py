@@ -362,12 +362,16 @@ class WorkspaceSyncer:
 
 
 def workspace_paths(workspace: Path, args: Sequence[str]) -> tuple[list[str], list[FailedUpload]]:
-    """Workspace-relative files for `agent sync PATH...` (folders expand, symlinks do not)."""
+    """Workspace-relative files for `agent sync PATH...` (folders expand, symlinks do not).
+
+    A relative PATH is taken inside the workspace, wherever the command runs; an absolute
+    one must lie inside it.
+    """
     root = os.path.abspath(workspace)
     found: list[str] = []
     failed: list[FailedUpload] = []
     for arg in args:
-        full = os.path.abspath(arg)
+        full = os.path.normpath(os.path.join(root, arg))
         rel = os.path.relpath(full, root)
         if rel == ".." or rel.startswith(".." + os.sep) or os.path.isabs(rel):
             failed.append(FailedUpload(arg, f"{arg}: outside the workspace {root}"))
@@ -385,3 +389,28 @@ def workspace_paths(workspace: Path, args: Sequence[str]) -> tuple[list[str], li
         else:
             found.append(rel.replace(os.sep, "/"))
     return list(dict.fromkeys(found)), failed
+
+
+def unchanged_since(
+    workspace: Path, rel: str, known: tuple[int, int, str] | None
+) -> tuple[int, int, str] | None:
+    """``known`` (size, mtime_ns, sha256) updated to now if the file has not changed.
+
+    Same size and mtime: unchanged without reading it. Same size, other mtime: unchanged
+    if the sha256 is the same (the new mtime is returned, so it is not hashed again).
+    """
+    if known is None:
+        return None
+    try:
+        info = os.lstat(workspace / rel)
+    except OSError:
+        return None
+    if not stat.S_ISREG(info.st_mode) or info.st_size != known[0]:
+        return None
+    if info.st_mtime_ns == known[1]:
+        return known
+    try:
+        digest = _hash_file(workspace, rel)
+    except (SkipFile, OSError):
+        return None
+    return (info.st_size, info.st_mtime_ns, digest) if digest == known[2] else None

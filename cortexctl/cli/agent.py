@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 from pathlib import Path
 from typing import Annotated
 
@@ -9,15 +10,23 @@ import typer
 
 from cortexctl.cli import render
 from cortexctl.cli.context import cli_context
-from cortexctl.cli.options import JsonOpt, parse_labels
-from cortexctl.errors import CortexError, UsageError
+from cortexctl.cli.options import env_help, parse_labels
+from cortexctl.errors import CortexError, InvalidArgument
 
 app = typer.Typer()
 
 HubOpt = Annotated[
     str | None,
     typer.Option(
-        metavar="HOST:PORT", envvar="CORTEX_HUB", help="The hub to join [env CORTEX_HUB]."
+        metavar="HOST:PORT",
+        envvar="CORTEX_HUB",
+        show_envvar=False,
+        help=env_help(
+            "The hub to join: HOST:PORT, or several comma-separated (a DNS name with several "
+            "addresses counts as several); on losing one the agent moves to another "
+            "[default: the one(s) in --state-dir].",
+            "CORTEX_HUB",
+        ),
     ),
 ]
 # Sizes malloc's thresholds before the hub announces its chunk size (1 MiB by default).
@@ -42,20 +51,58 @@ StateDirOpt = Annotated[
 ]
 
 
+class IsolationChoice(enum.StrEnum):
+    auto = "auto"
+    bwrap = "bwrap"
+    none = "none"
+
+
 def default_state_dir() -> Path:
     import platformdirs
 
     return Path(platformdirs.user_state_dir("cortexctl")) / "agent"
 
 
-def _required(hub: str | None, workspace: Path | None) -> tuple[str, Path]:
+def _required(hub: str | None, workspace: Path | None, state_dir: Path) -> tuple[str, Path]:
+    from cortexctl.agent.state import remembered_hub
+
+    hub = hub or remembered_hub(state_dir)
     if not hub:
-        raise UsageError("missing --hub HOST:PORT (or env CORTEX_HUB): the hub to join")
+        raise InvalidArgument("missing --hub HOST:PORT (or env CORTEX_HUB): the hub to join")
     if workspace is None:
-        raise UsageError("missing --workspace DIR: the directory tasks run in")
+        raise InvalidArgument("missing --workspace DIR: the directory tasks run in")
     if not workspace.is_dir():
-        raise UsageError(f"workspace {workspace} is not a directory; create it first")
+        raise InvalidArgument(f"workspace {workspace} is not a directory; create it first")
     return hub, workspace
+
+
+def invite_token(token: str | None, token_file: Path | None) -> tuple[str, str]:
+    """(token, where it came from): --token-file, --token (with a warning), or the env."""
+    import os
+    import sys
+
+    if token is not None and token_file is not None:
+        raise InvalidArgument("give the invite once: --token-file FILE or --token, not both")
+    if token_file is not None:
+        try:
+            text = sys.stdin.read() if str(token_file) == "-" else token_file.read_text()
+        except OSError as err:
+            raise InvalidArgument(
+                f"cannot read --token-file {token_file}: {err.strerror}"
+            ) from None
+        value = text.strip()
+        if not value:
+            raise InvalidArgument(f"--token-file {token_file} is empty; put the invite token in it")
+        return value, "file"
+    if token is not None:
+        render.note(
+            "warning: --token puts the invite token on the command line, where other "
+            "local users see it in `ps` and your shell keeps it in history; use "
+            "--token-file FILE or CORTEX_INVITE_TOKEN"
+        )
+        return token.strip(), "flag"
+    value = os.environ.get("CORTEX_INVITE_TOKEN", "").strip()
+    return value, "env" if value else ""
 
 
 @app.callback(invoke_without_command=True)
@@ -66,14 +113,33 @@ def agent(
         Path | None,
         typer.Option(metavar="DIR", help="Directory tasks run in (and files sync from)."),
     ] = None,
+    token_file: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="FILE",
+            help=env_help(
+                "File holding the invite token for the first join ('-': stdin); or give "
+                "the token in the environment.",
+                "CORTEX_INVITE_TOKEN",
+            ),
+        ),
+    ] = None,
     token: Annotated[
         str | None,
         typer.Option(
             metavar="TOKEN",
-            envvar="CORTEX_INVITE_TOKEN",
-            help="Invite token for the first join [env CORTEX_INVITE_TOKEN].",
+            help="Invite token on the command line: visible to every local user in `ps` "
+            "and kept in shell history; prefer --token-file (or the environment).",
         ),
     ] = None,
+    rejoin: Annotated[
+        bool,
+        typer.Option(
+            "--rejoin",
+            help="Discard the credential kept in --state-dir and join afresh with the "
+            "invite (replaces a revoked or unwanted credential).",
+        ),
+    ] = False,
     state_dir: StateDirOpt = None,
     name: Annotated[
         str | None, typer.Option(help="Requested node name (default: hostname).")
@@ -95,6 +161,15 @@ def agent(
     cert: CertOpt = None,
     key: KeyOpt = None,
     insecure: InsecureOpt = False,
+    isolation: Annotated[
+        IsolationChoice,
+        typer.Option(
+            help="How tasks are contained: bwrap (bubblewrap: filesystem read-only but the "
+            "workspace, state dir hidden, private /tmp, network off when the policy says so), "
+            "none (tasks can read what the agent's user can, its credential too), or auto "
+            "(bwrap when present and working, else none with a warning).",
+        ),
+    ] = IsolationChoice.auto,
     log_level: Annotated[
         str, typer.Option(metavar="LEVEL", help="debug, info, warning, error.")
     ] = "info",
@@ -102,10 +177,18 @@ def agent(
 ) -> None:
     """Run a node agent: join the hub, keep the stream open, run tasks under its sandbox.
 
-    The first run needs --token; the credential it gets is kept in --state-dir so later
-    runs need none. It reconnects with backoff until stopped (SIGTERM or Ctrl-C).
+    The first run needs an invite token, from --token-file FILE or CORTEX_INVITE_TOKEN
+    (never on the command line, where `ps` shows it); the credential it gets is kept in
+    --state-dir (one agent per state dir) so later runs need none. With a credential kept,
+    an invite or --name is refused: a second node needs its own --state-dir, and --rejoin
+    replaces the credential. It reconnects with backoff until stopped (SIGTERM or Ctrl-C).
 
-    Example: cortexctl agent --hub 127.0.0.1:50051 --token cortex-invite.... --workspace ~/work
+    Every task runs in its own session with no_new_privs and the policy's rlimits; on a
+    STRICT node its env holds only PATH, HOME, LANG, CORTEX_TASK_ID and the allowed names.
+    With --isolation bwrap (the default when bubblewrap works) it also runs in a sandbox
+    that cannot write outside the workspace nor see the state dir.
+
+    Example: cortexctl agent --hub 127.0.0.1:50051 --token-file invite.token --workspace ~/work
     """
     if ctx.invoked_subcommand is not None:
         return
@@ -117,22 +200,34 @@ def agent(
     from cortexctl.units import parse_duration
 
     cli_context(ctx)  # agents need no store; only validate shared options
-    hub, workspace = _required(hub, workspace)
+    state = (state_dir or default_state_dir()).expanduser()
+    hub, workspace = _required(hub, workspace, state)
+    invite, source = invite_token(token, token_file)
     transport = Transport(ca_cert=ca_cert, cert=cert, key=key, insecure=insecure)
     transport.check(hub)
     interval_s = parse_duration(sync_interval, what="--sync-interval")
     if interval_s <= 0:
-        raise UsageError("bad --sync-interval: give a positive duration, e.g. 10s")
+        raise InvalidArgument("bad --sync-interval: give a positive duration, e.g. 10s")
     setup_logging(log_level, log_format)
     if sync:
-        from cortexctl.core.mirrors import tune_malloc
+        from cortexctl.tuning import tune_malloc
 
         tune_malloc(SYNC_CHUNK_HINT)
+    from cortexctl.agent.isolation import IsolationUnavailable, choose_isolation
+
+    state = (state_dir or default_state_dir()).expanduser()
+    try:
+        contained = choose_isolation(isolation.value, workspace.resolve(), [state])
+    except IsolationUnavailable as err:
+        raise InvalidArgument(str(err)) from None
     options = AgentOptions(
         hub=hub,
         workspace=workspace.resolve(),
-        state_dir=(state_dir or default_state_dir()).expanduser(),
-        token=token or "",
+        isolation=contained,
+        state_dir=state,
+        token=invite,
+        token_source=source,
+        rejoin=rejoin,
         name=name or "",
         labels=parse_labels(label),
         sync=sync,
@@ -147,7 +242,9 @@ def sync_files(
     ctx: typer.Context,
     paths: Annotated[
         list[str],
-        typer.Argument(metavar="PATH", help="Files (or folders) inside the workspace."),
+        typer.Argument(
+            metavar="PATH", help="Files or folders, relative to the workspace (or absolute)."
+        ),
     ],
     hub: HubOpt = None,
     workspace: Annotated[
@@ -158,39 +255,46 @@ def sync_files(
     cert: CertOpt = None,
     key: KeyOpt = None,
     insecure: InsecureOpt = False,
-    as_json: JsonOpt = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Send every file, even those unchanged since sent.")
+    ] = False,
 ) -> None:
     """Upload files into this node's mirror on the hub once, then exit (1 if any failed).
 
-    Uses the credential the agent keeps in --state-dir; symlinks are not followed.
+    PATH is taken inside the workspace wherever you run it. Files unchanged since the last
+    `agent sync` (same size and mtime, or same sha256) are skipped. Uses the credential
+    and the hub the agent keeps in --state-dir; symlinks are not followed.
 
-    Example: cortexctl agent sync results/report.csv --hub 127.0.0.1:50051 --workspace ~/work
+    Example: cortexctl agent sync results/report.csv --workspace ~/work
     """
     import asyncio
 
     from cortexctl.agent.runner import Agent, AgentOptions
     from cortexctl.agent.transport import Transport
-    from cortexctl.core.mirrors import tune_malloc
+    from cortexctl.tuning import tune_malloc
 
     cli_context(ctx)
-    hub, workspace = _required(hub, workspace)
+    state = (state_dir or default_state_dir()).expanduser()
+    hub, workspace = _required(hub, workspace, state)
     transport = Transport(ca_cert=ca_cert, cert=cert, key=key, insecure=insecure)
     transport.check(hub)
     tune_malloc(SYNC_CHUNK_HINT)
     options = AgentOptions(
         hub=hub,
         workspace=workspace.absolute(),
-        state_dir=(state_dir or default_state_dir()).expanduser(),
+        state_dir=state,
         transport=transport,
     )
-    with render.progress("uploading", None, not as_json) as advance:
-        report = asyncio.run(Agent(options).sync_paths(paths, on_done=advance))
+    with render.progress("uploading", None, True) as advance:
+        report = asyncio.run(Agent(options).sync_paths(paths, on_done=advance, force=force))
 
     def human() -> None:
         for item in report.uploaded:
             render.message(f"uploaded {item.path} ({item.size} bytes)")
+        if report.unchanged:
+            render.message(f"{report.unchanged} unchanged file(s) skipped (--force sends them)")
 
-    render.emit(report, as_json=as_json, human=human)
+    render.emit(report, human=human)
     if report.failed:
         for failure in report.failed:
             render.error(f"failed {failure.path}: {failure.error}")

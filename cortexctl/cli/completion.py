@@ -1,4 +1,5 @@
-"""Shell completion: the scripts in completions/, `cortexctl completion`, store look-ups.
+"""Shell completion: the scripts in completions/, `cortexctl completion`, and suggestions
+(from `core.suggest`).
 
 The scripts come from typer's completion classes, not click's: typer runs on its own copy
 of click whose protocol differs (``_CORTEXCTL_COMPLETE=complete_bash``, where click says
@@ -8,16 +9,12 @@ of click whose protocol differs (``_CORTEXCTL_COMPLETE=complete_bash``, where cl
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
 
-from cortexctl.errors import UsageError
-
-if TYPE_CHECKING:
-    from sqlalchemy.orm import Session
+from cortexctl.errors import InvalidArgument
 
 PROG_NAME = "cortexctl"
 COMPLETE_VAR = "_CORTEXCTL_COMPLETE"
@@ -32,19 +29,17 @@ def enable_shell_completion() -> None:
     completion_init()
 
 
-def completion_script(shell: str) -> str:
-    """The completion script for ``shell``, generated from the CLI."""
+def completion_script(shell: str, root: Any) -> str:
+    """The completion script for ``shell``, generated from the CLI's root command (passed
+    in, so this module needs no import of the app that imports it)."""
     if shell not in SHELLS:
-        raise UsageError(f"unknown shell {shell!r}: expected one of {', '.join(SHELLS)}")
+        raise InvalidArgument(f"unknown shell {shell!r}: expected one of {', '.join(SHELLS)}")
     enable_shell_completion()
     from typer._click.shell_completion import get_completion_class
-    from typer.main import get_command
-
-    from cortexctl.cli.app import app
 
     complete_class = get_completion_class(shell)
     assert complete_class is not None, shell
-    completer = complete_class(get_command(app), {}, PROG_NAME, COMPLETE_VAR)
+    completer = complete_class(root, {}, PROG_NAME, COMPLETE_VAR)
     # What ShellComplete.source() returns; typer's bash class would also run bash to check
     # its version, which a generator must not depend on.
     script: str = completer.source_template % completer.source_vars()
@@ -56,6 +51,7 @@ def complete_shell(incomplete: str) -> list[str]:
 
 
 def completion(
+    ctx: typer.Context,
     shell: Annotated[
         str,
         typer.Argument(metavar="SHELL", help="bash, zsh or fish.", autocompletion=complete_shell),
@@ -65,7 +61,7 @@ def completion(
 
     Example: cortexctl completion bash > ~/.local/share/bash-completion/completions/cortexctl
     """
-    script = completion_script(shell)
+    script = completion_script(shell, ctx.find_root().command)
     typer.echo(script, nl=False)
 
 
@@ -74,18 +70,16 @@ def completion(
 
 def complete_node(ctx: typer.Context, incomplete: str) -> list[tuple[str, str]]:
     """Names of nodes not revoked (and their ids once one is being typed)."""
-    return _suggest(ctx, incomplete, _node_suggestions)
+    return _suggest(ctx, incomplete, "nodes")
 
 
 def complete_task(ctx: typer.Context, incomplete: str) -> list[tuple[str, str]]:
     """Task ids starting with what is typed, with their state and node."""
-    return _suggest(ctx, incomplete, _task_suggestions)
+    return _suggest(ctx, incomplete, "tasks")
 
 
 def _suggest(
-    ctx: typer.Context,
-    incomplete: str,
-    query: Callable[[Session, str], list[tuple[str, str]]],
+    ctx: typer.Context, incomplete: str, what: Literal["nodes", "tasks"]
 ) -> list[tuple[str, str]]:
     # Whatever goes wrong (no store, no schema, a bad config file), a shell must get no
     # suggestions rather than a traceback or a warning across the command line.
@@ -95,9 +89,12 @@ def _suggest(
             store = _existing_store(ctx)
             if store is None:
                 return []
+            from cortexctl.core import suggest
+
+            query = suggest.node_refs if what == "nodes" else suggest.task_ids
             try:
                 with store.session() as session:
-                    return query(session, incomplete)[:MAX_SUGGESTIONS]
+                    return query(session, incomplete, MAX_SUGGESTIONS)
             finally:
                 store.dispose()
     except Exception:  # noqa: BLE001 - see above
@@ -135,40 +132,3 @@ def _sqlite_file(url: str) -> Path | None:
     if not separator or database in ("", ":memory:"):
         return None
     return Path(database).expanduser()
-
-
-def _node_suggestions(session: Session, incomplete: str) -> list[tuple[str, str]]:
-    from sqlalchemy import select
-
-    from cortexctl.store.models import Node
-
-    rows = session.execute(
-        select(Node.name, Node.id)
-        .where(Node.revoked_at.is_(None))
-        .order_by(Node.name)
-        .limit(MAX_SUGGESTIONS * 5)
-    ).all()
-    names = [(name, f"node {node_id}") for name, node_id in rows if name.startswith(incomplete)]
-    ids = [(node_id, f"node {name}") for name, node_id in rows if node_id.startswith(incomplete)]
-    # Ids only once one is being typed: an empty word lists the names people use.
-    return names + (ids if incomplete else [])
-
-
-def _task_suggestions(session: Session, incomplete: str) -> list[tuple[str, str]]:
-    from sqlalchemy import select
-
-    from cortexctl.store.models import Node, Task
-
-    # A range scan of the primary key: cheap however long the journal is.
-    rows = session.execute(
-        select(Task.id, Task.state, Node.name)
-        .join(Node, Node.id == Task.node_id)
-        .where(Task.id >= incomplete)
-        .order_by(Task.id)
-        .limit(MAX_SUGGESTIONS)
-    ).all()
-    return [
-        (task_id, f"{state} on {node_name}")
-        for task_id, state, node_name in rows
-        if task_id.startswith(incomplete)
-    ]

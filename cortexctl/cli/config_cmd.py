@@ -9,7 +9,6 @@ import typer
 
 from cortexctl.cli import render
 from cortexctl.cli.context import cli_context
-from cortexctl.cli.options import JsonOpt
 from cortexctl.errors import Conflict
 
 app = typer.Typer(
@@ -34,7 +33,7 @@ KeyArg = Annotated[
 
 
 @app.command("path")
-def path(ctx: typer.Context, as_json: JsonOpt = False) -> None:
+def path(ctx: typer.Context) -> None:
     """Print the config file in effect (or the one `set` would create) and the search order.
 
     The path goes to stdout and the search order to stderr, so $(cortexctl config path) works.
@@ -64,14 +63,17 @@ def path(ctx: typer.Context, as_json: JsonOpt = False) -> None:
         if not target.is_file():
             render.note("it does not exist yet: `cortexctl config init` or `config set` create it")
 
-    render.emit(result, as_json=as_json, human=human)
+    render.emit(result, human=human)
 
 
 @app.command("show")
-def show(ctx: typer.Context, as_json: JsonOpt = False) -> None:
-    """Print every setting's effective value and where it came from (flag, env, file, default).
+def show(ctx: typer.Context) -> None:
+    """Print every setting's value and where it came from, and which store is in use and why.
 
-    In JSON, durations are seconds and sizes are bytes.
+    Each value names its layer: flag, env VAR, file PATH (your file or the system file
+    /etc/cortexctl/config.toml, merged below yours key by key) or default. In JSON (a list
+    of settings), durations are seconds and sizes are bytes; `cortexctl --version -o json`
+    carries the store choice as an object.
 
     Example: cortexctl config show --json | jq '.[] | select(.source != "default")'
     """
@@ -87,18 +89,22 @@ def show(ctx: typer.Context, as_json: JsonOpt = False) -> None:
                 (
                     v.key,
                     display_value(v.key, v.value),
-                    f"env {v.origin}" if v.source == "env" else v.source,
+                    f"{v.source} {v.origin}".strip(),
                 )
                 for v in views
             ],
         )
+        choice = settings.store_choice()
+        state = "" if choice.exists is not False else " (does not exist yet)"
+        render.note(f"store: {choice.path or choice.url}{state} — {choice.reason}")
         render.note(f"config file: {settings.config_file or 'none'}")
+        render.note(f"system config file: {settings.system_config_file or 'none'}")
 
-    render.emit(views, as_json=as_json, human=human)
+    render.emit(views, human=human)
 
 
 @app.command("get")
-def get(ctx: typer.Context, key: KeyArg, as_json: JsonOpt = False) -> None:
+def get(ctx: typer.Context, key: KeyArg) -> None:
     """Print the effective value of one setting.
 
     Example: cortexctl config get hub.heartbeat_interval
@@ -107,7 +113,7 @@ def get(ctx: typer.Context, key: KeyArg, as_json: JsonOpt = False) -> None:
 
     lookup_setting(key)  # an unknown key is "not found" even when the file is broken
     (view,) = describe_settings(cli_context(ctx).settings, [key])
-    render.emit(view, as_json=as_json, human=lambda: render.message(display_value(key, view.value)))
+    render.emit(view, human=lambda: render.message(display_value(key, view.value)))
 
 
 @app.command("set")
@@ -117,10 +123,9 @@ def set_(
     value: Annotated[
         str,
         typer.Argument(
-            metavar="VALUE", help="New value, e.g. 10s, 64KiB, strict, or python3,git for lists."
+            metavar="VALUE", help="New value, e.g. 10s, 64KiB, strict, or ls,cat for lists."
         ),
     ],
-    as_json: JsonOpt = False,
 ) -> None:
     """Write one setting to the config file, keeping its comments and order.
 
@@ -132,17 +137,19 @@ def set_(
         config_target_file,
         display_value,
         lookup_setting,
+        redacted,
         write_setting,
     )
 
     obj = cli_context(ctx)
     target = config_target_file(obj.config_path, os.environ)
-    written = write_setting(target, key, value)
+    written = redacted(key, write_setting(target, key, value))
     setting = lookup_setting(key)
     shown = display_value(key, setting.parse(written))
+    from cortexctl.core.views import ConfigWritten
+
     render.emit(
-        {"key": key, "value": written, "file": str(target)},
-        as_json=as_json,
+        ConfigWritten(key=key, value=written, path=str(target)),
         human=lambda: render.message(f"{key} = {shown} in {target}"),
     )
     if obj.flags.get(key) is not None:
@@ -155,7 +162,6 @@ def set_(
 def init(
     ctx: typer.Context,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
-    as_json: JsonOpt = False,
 ) -> None:
     """Write a commented template of every setting, with its help and default.
 
@@ -172,8 +178,9 @@ def init(
             "or change one setting with `cortexctl config set KEY VALUE`"
         )
     write_config_file(target, config_template())
+    from cortexctl.core.views import PathView
+
     render.emit(
-        {"path": str(target)},
-        as_json=as_json,
+        PathView(path=str(target)),
         human=lambda: render.message(f"wrote {target}"),
     )

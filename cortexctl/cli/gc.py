@@ -9,7 +9,7 @@ import typer
 
 from cortexctl.cli import render
 from cortexctl.cli.context import cli_context
-from cortexctl.cli.options import DryRunOpt, JsonOpt, QuietOpt, duration
+from cortexctl.cli.options import DryRunOpt, duration
 
 app = typer.Typer(
     help="Remove stale upload leases, old mirrors, spent invites and old tasks.",
@@ -17,27 +17,53 @@ app = typer.Typer(
 )
 
 
-def _report(
-    task: str,
-    result: dict[str, Any],
-    *,
-    as_json: bool,
-    quiet: bool,
-    human: Callable[[], None],
-) -> None:
-    if result.get("skipped"):
-        if as_json:
-            render.print_json(result)
-        elif not quiet:
-            render.note(f"another run of gc {task} is in progress; nothing done")
-        return
-    if quiet:
-        return
-    render.emit(result, as_json=as_json, human=human)
+def _report(task: str, result: dict[str, Any], *, human: Callable[[], None]) -> None:
+    """Every gc command prints the same view (core/views.GcReport)."""
+    from cortexctl.core.views import gc_report
+
+    report = gc_report(task, result)
+    if report.skipped:
+        human = lambda: render.note(  # noqa: E731
+            f"another run of gc {task} is in progress; nothing done"
+        )
+    render.emit(report, human=human)
+
+
+def _run(
+    ctx: typer.Context,
+    kind: str,
+    dry_run: bool,
+    older_than_s: float | None = None,
+    **host_state: Any,
+) -> Any:
+    """One audited `gc KIND` run: the core call the admin API's RunGc makes too."""
+    from cortexctl.core import audit, operations
+
+    obj = cli_context(ctx)
+    return operations.run_gc(
+        obj.store(),
+        audit.local_actor(),
+        kind,
+        dry_run=dry_run,
+        older_than_s=older_than_s,
+        **operations.gc_thresholds(obj.settings),
+        **host_state,
+    )
 
 
 def _would(dry_run: bool, verb: str = "removed") -> str:
     return "would remove" if dry_run else verb
+
+
+def _counted(result: dict[str, Any], dry_run: bool, things: str, nothing: str) -> str:
+    return f"{_would(dry_run)} {result['count']} {things}" if result["count"] else nothing
+
+
+def _report_count(
+    task: str, result: dict[str, Any], dry_run: bool, things: str, nothing: str
+) -> None:
+    """The report of a gc that removes rows and counts them (invites, audit)."""
+    _report(task, result, human=lambda: render.message(_counted(result, dry_run, things, nothing)))
 
 
 @app.command("locks")
@@ -51,8 +77,6 @@ def locks(
         ),
     ] = None,
     dry_run: DryRunOpt = False,
-    as_json: JsonOpt = False,
-    quiet: QuietOpt = False,
 ) -> None:
     """Remove upload leases left idle by ended uploads or dead hubs, and their temp files.
 
@@ -60,17 +84,7 @@ def locks(
 
     Example: cortexctl gc locks --ttl 10m --dry-run
     """
-    from cortexctl.core import maintenance
-
-    ttl_s = duration(ttl, "--ttl")
-    obj = cli_context(ctx)
-    settings = obj.settings
-    result = maintenance.run_gc_locks(
-        obj.store(),
-        ttl_s=settings["sync.lock_ttl"] if ttl_s is None else ttl_s,
-        mirrors_dir=settings.mirrors_dir,
-        dry_run=dry_run,
-    )
+    result = _run(ctx, "locks", dry_run, duration(ttl, "--ttl"))
 
     def human() -> None:
         expired = result["expired"]
@@ -95,7 +109,7 @@ def locks(
             ],
         )
 
-    _report("locks", result, as_json=as_json, quiet=quiet, human=human)
+    _report("locks", result, human=human)
 
 
 @app.command("mirrors")
@@ -109,28 +123,39 @@ def mirrors(
         ),
     ] = None,
     dry_run: DryRunOpt = False,
-    as_json: JsonOpt = False,
-    quiet: QuietOpt = False,
 ) -> None:
     """Remove mirrors of revoked, unknown and long-unseen nodes, orphaned partial uploads
     and empty folders.
 
     Example: cortexctl gc mirrors --older-than 30d --dry-run
     """
-    from cortexctl.core import maintenance
+    from cortexctl.core import mirrors as core_mirrors
 
     retention_s = duration(older_than, "--older-than")
-    obj = cli_context(ctx)
-    settings = obj.settings
-    with render.spinner("sweeping mirrors", not (as_json or quiet)):
-        result = maintenance.run_gc_mirrors(
-            obj.store(),
-            mirrors_dir=settings.mirrors_dir,
-            retention_s=settings["sync.mirror_retention"] if retention_s is None else retention_s,
-            dry_run=dry_run,
+    with render.spinner("sweeping mirrors", True):
+        result = _run(
+            ctx,
+            "mirrors",
+            dry_run,
+            retention_s,
+            local_hubs=core_mirrors.local_hub_ids(cli_context(ctx).settings.data_dir),
         )
 
     def human() -> None:
+        records = result.get("records") or {}
+        for hub_id, count in sorted((records.get("on_hubs_down") or {}).items()):
+            render.note(
+                f"hub {hub_id} is down and holds {count} file(s) on its own disk: its records "
+                "stay until `gc mirrors` runs on its host (or the hub is forgotten)"
+            )
+        if records.get("added") or records.get("removed") or records.get("forgotten_hubs"):
+            added, removed = ("would add", "would remove") if dry_run else ("added", "removed")
+            render.message(
+                f"file records: {added} {records.get('added', 0)} for files found on this "
+                f"host's disk; {removed} {records.get('removed', 0)} of files gone from it "
+                f"and {sum((records.get('forgotten_hubs') or {}).values())} of hubs the "
+                "store no longer knows"
+            )
         if not (result["removed_files"] or result["empty_dirs"] or result["nodes"]):
             render.message("nothing to remove from the mirrors")
             return
@@ -144,37 +169,33 @@ def mirrors(
             empty="no whole mirror removed",
         )
 
-    _report("mirrors", result, as_json=as_json, quiet=quiet, human=human)
+    _report("mirrors", result, human=human)
 
 
 @app.command("invites")
 def invites(
     ctx: typer.Context,
     dry_run: DryRunOpt = False,
-    as_json: JsonOpt = False,
-    quiet: QuietOpt = False,
 ) -> None:
     """Remove invites expired, used up or revoked longer ago than jobs.invite_retention.
 
     Example: cortexctl gc invites --dry-run --json
     """
-    from cortexctl.core import maintenance
+    result = _run(ctx, "invites", dry_run)
+    _report_count("invites", result, dry_run, "invite(s)", "no invites to remove")
 
-    obj = cli_context(ctx)
-    result = maintenance.run_gc_invites(
-        obj.store(), retention_s=obj.settings["jobs.invite_retention"], dry_run=dry_run
-    )
-    _report(
-        "invites",
-        result,
-        as_json=as_json,
-        quiet=quiet,
-        human=lambda: render.message(
-            f"{_would(dry_run)} {result['count']} invite(s)"
-            if result["count"]
-            else "no invites to remove"
-        ),
-    )
+
+@app.command("audit")
+def audit(
+    ctx: typer.Context,
+    dry_run: DryRunOpt = False,
+) -> None:
+    """Remove audit entries older than jobs.audit_retention (the only way one leaves).
+
+    Example: cortexctl gc audit --dry-run
+    """
+    result = _run(ctx, "audit", dry_run)
+    _report_count("audit", result, dry_run, "audit entr(ies)", "no audit entries to remove")
 
 
 @app.command("tasks")
@@ -185,28 +206,25 @@ def tasks(
         typer.Option(metavar="DURATION", help="Remove finished tasks older than this (e.g. 30d)."),
     ],
     dry_run: DryRunOpt = False,
-    as_json: JsonOpt = False,
-    quiet: QuietOpt = False,
 ) -> None:
     """Remove finished tasks from the journal once older than --older-than.
 
+    Queued tasks past their expiry (--expire-after) end EXPIRED first, as the hub's
+    task_expiry job does.
+
     Example: cortexctl gc tasks --older-than 30d
     """
-    from cortexctl.core import maintenance
-
-    older_than_s = duration(older_than, "--older-than")
-    assert older_than_s is not None
-    result = maintenance.run_gc_tasks(
-        cli_context(ctx).store(), older_than_s=older_than_s, dry_run=dry_run
-    )
+    result = _run(ctx, "tasks", dry_run, duration(older_than, "--older-than"))
     _report(
         "tasks",
         result,
-        as_json=as_json,
-        quiet=quiet,
         human=lambda: render.message(
-            f"{_would(dry_run)} {result['count']} task(s)"
-            if result["count"]
-            else "no tasks to remove"
+            (
+                f"{'would expire' if dry_run else 'expired'} {len(result['expired'])} "
+                "queued task(s) past their expiry; "
+                if result["expired"]
+                else ""
+            )
+            + _counted(result, dry_run, "task(s)", "no tasks to remove")
         ),
     )

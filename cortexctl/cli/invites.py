@@ -8,7 +8,7 @@ import typer
 
 from cortexctl.cli import render
 from cortexctl.cli.context import cli_context
-from cortexctl.cli.options import JsonOpt, duration, parse_labels
+from cortexctl.cli.options import duration, parse_labels
 
 app = typer.Typer(help="Create, list and revoke invites that let nodes join.", no_args_is_help=True)
 
@@ -17,7 +17,7 @@ app = typer.Typer(help="Create, list and revoke invites that let nodes join.", n
 def create(
     ctx: typer.Context,
     ttl: Annotated[
-        str, typer.Option(help="How long the invite is valid (30s, 10m, 12h, 7d).")
+        str, typer.Option(metavar="DURATION", help="How long the invite is valid (e.g. 1h, 7d).")
     ] = "1h",
     uses: Annotated[int, typer.Option(min=1, help="How many nodes may join with it.")] = 1,
     sandbox: Annotated[
@@ -32,50 +32,89 @@ def create(
             "--label", metavar="KEY=VALUE", help="Label given to nodes that join (repeatable)."
         ),
     ] = None,
-    note: Annotated[str, typer.Option(help="A note for operators.")] = "",
-    as_json: JsonOpt = False,
+    note: Annotated[str, typer.Option(metavar="TEXT", help="A note for operators.")] = "",
+    name: Annotated[
+        str | None,
+        typer.Option(
+            metavar="NAME",
+            help="The name the joining node gets (one use); a node asking for another is refused.",
+        ),
+    ] = None,
+    name_prefix: Annotated[
+        str | None,
+        typer.Option(
+            metavar="PREFIX",
+            help="Names of joining nodes start with this: a requested name must, and a "
+            "node that asks for none is named PREFIX + its hostname.",
+        ),
+    ] = None,
 ) -> None:
     """Create an invite; its token is printed once and never stored.
 
-    Example: cortexctl invites create --ttl 2h --uses 3 --label zone=eu
+    Names are the operator's: a node cannot take a name already in use (a revoked node's
+    name stays taken until that node is deleted), and the invite's labels cannot be
+    overridden by the node.
+
+    Example: cortexctl invites create --ttl 2h --uses 3 --label zone=eu --name-prefix build-
     """
-    from cortexctl.core import invites
+    from cortexctl.core.views import InviteCreated
 
     ttl_s = duration(ttl, "--ttl")
     labels = parse_labels(label)
     obj = cli_context(ctx)
-    with obj.store().session(write=True) as session:
-        created = invites.create_invite(
-            session,
-            ttl_s=ttl_s or 0,
+    if (remote := obj.remote()) is not None:
+        result = remote.invites_create(
+            ttl_ms=int((ttl_s or 0) * 1000),
             uses=uses,
             labels=labels,
-            sandbox=sandbox.lower() if sandbox else None,
+            sandbox=sandbox.lower() if sandbox else "",
             note=note,
+            name=name or "",
+            name_prefix=name_prefix or "",
         )
-    result = {
-        "id": created.invite.id,
-        "token": created.token,
-        "expires_at": created.invite.expires_at,
-        "uses": created.invite.uses_allowed,
-        "sandbox": created.invite.sandbox,
-        "labels": created.invite.labels,
-    }
+    else:
+        from cortexctl.core import audit, operations
+
+        with obj.store(create=True).session(write=True) as session:
+            created = operations.create_invite(
+                session,
+                audit.local_actor(),
+                ttl_s=ttl_s or 0,
+                uses=uses,
+                labels=labels,
+                sandbox=sandbox.lower() if sandbox else None,
+                note=note,
+                name=name,
+                name_prefix=name_prefix,
+            )
+        result = InviteCreated(
+            id=created.invite.id,
+            token=created.token,
+            expires_at=created.invite.expires_at,
+            uses_allowed=created.invite.uses_allowed,
+            sandbox=created.invite.sandbox,
+            labels=created.invite.labels,
+            name=created.invite.name,
+            name_prefix=created.invite.name_prefix,
+        )
 
     def human() -> None:
         render.message(
-            f"invite {created.invite.id} (expires "
-            f"{render.iso(created.invite.expires_at)}, "
-            f"{created.invite.uses_allowed} use(s))"
+            f"invite {result.id} (expires {render.iso(result.expires_at)}, "
+            f"{result.uses_allowed} use(s))"
         )
-        render.message(f"token: {created.token}")
+        render.message(f"token: {result.token}")
+        # The token goes in a file (or the environment), never on a command line, where
+        # `ps` and shell history would show it.
         render.note(
-            "The token is shown only now; keep it secret. Join a node with:\n"
-            f"  cortexctl agent --hub HOST:PORT --token {created.token} "
-            "--workspace DIR"
+            "The token is shown only now; keep it secret. On the node, put it in a file "
+            "readable only by the agent's user and join with:\n"
+            "  (umask 077; cat > invite.token)     # paste the token, then Ctrl-D\n"
+            "  cortexctl agent --hub HOST:PORT --token-file invite.token --workspace DIR\n"
+            "(or set CORTEX_INVITE_TOKEN in the agent's environment)"
         )
 
-    render.emit(result, as_json=as_json, human=human)
+    render.emit(result, human=human)
 
 
 @app.command("list")
@@ -84,19 +123,21 @@ def list_(
     all_: Annotated[
         bool, typer.Option("--all", "-a", help="Include expired, used and revoked.")
     ] = False,
-    as_json: JsonOpt = False,
 ) -> None:
     """List invites (active ones unless --all).
 
     Example: cortexctl invites list --all
     """
-    from cortexctl.core import invites
+    obj = cli_context(ctx)
+    if (remote := obj.remote()) is not None:
+        views = remote.invites_list(include_inactive=all_)
+    else:
+        from cortexctl.core import invites
 
-    with cli_context(ctx).store().session() as session:
-        views = invites.list_invites(session, include_inactive=all_)
+        with obj.store().session() as session:
+            views = invites.list_invites(session, include_inactive=all_)
     render.emit(
         views,
-        as_json=as_json,
         human=lambda: render.print_table(
             ["ID", "STATE", "USES", "EXPIRES", "SANDBOX", "LABELS"],
             [
@@ -119,19 +160,23 @@ def list_(
 def revoke(
     ctx: typer.Context,
     invite_ids: Annotated[list[str], typer.Argument(metavar="ID...", help="Invite ids.")],
-    as_json: JsonOpt = False,
 ) -> None:
     """Revoke invites so no more nodes can join with them.
 
     Example: cortexctl invites revoke inv_0123456789ab
     """
-    from cortexctl.core import invites
+    obj = cli_context(ctx)
+    if (remote := obj.remote()) is not None:
+        views = [remote.invites_revoke(invite_id) for invite_id in invite_ids]
+    else:
+        from cortexctl.core import audit, operations
 
-    with cli_context(ctx).store().session(write=True) as session:
-        views = [invites.revoke_invite(session, invite_id) for invite_id in invite_ids]
+        actor = audit.local_actor()
+        with obj.store().session(write=True) as session:
+            views = [operations.revoke_invite(session, actor, ref) for ref in invite_ids]
 
     def human() -> None:
         for v in views:
             render.message(f"revoked invite {v.id}")
 
-    render.emit(views, as_json=as_json, human=human)
+    render.emit(views, human=human)

@@ -9,7 +9,7 @@ import typer
 from cortexctl.cli import render
 from cortexctl.cli.completion import complete_node
 from cortexctl.cli.context import cli_context
-from cortexctl.cli.options import JsonOpt, QuietOpt
+from cortexctl.cli.options import DryRunOpt
 
 app = typer.Typer(help="Repair the task journal.", no_args_is_help=True)
 
@@ -22,10 +22,9 @@ def fail(
         typer.Argument(metavar="NODE", help="Node id or name.", autocompletion=complete_node),
     ],
     reason: Annotated[
-        str, typer.Option(help="Diagnostic recorded on each task.")
+        str, typer.Option(metavar="TEXT", help="Diagnostic recorded on each task.")
     ] = "failed by an operator (journal fail)",
-    as_json: JsonOpt = False,
-    quiet: QuietOpt = False,
+    dry_run: DryRunOpt = False,
 ) -> None:
     """FAIL every unfinished task of a node; a hub holding its stream cancels them there.
 
@@ -33,17 +32,16 @@ def fail(
 
     Example: cortexctl journal fail build-01 --reason 'node reimaged'
     """
-    from cortexctl.core import journal, nodes
+    from cortexctl.core import audit, operations
 
-    with cli_context(ctx).store().session(write=True) as session:
-        target = nodes.resolve_node(session, node)
-        failed = journal.fail_node_tasks(
-            session, target.id, f"{reason} (node {target.name} ({target.id}))"
+    with cli_context(ctx).store().session(write=not dry_run) as session:
+        result = operations.fail_node_tasks(
+            session, audit.local_actor(), node, reason, dry_run=dry_run
         )
-    if quiet:
-        return
     render.emit(
-        {"node_id": target.id, "failed": failed},
-        as_json=as_json,
-        human=lambda: render.message(f"failed {failed} task(s) of node {target.name}"),
+        result,
+        human=lambda: render.message(
+            f"{'would fail' if dry_run else 'failed'} {result.failed_tasks} task(s) of node "
+            f"{result.node_name}"
+        ),
     )

@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from cortexctl.cli import render
 from cortexctl.cli.context import cli_context
-from cortexctl.cli.options import JsonOpt, duration
-from cortexctl.errors import UsageError
+from cortexctl.cli.options import duration
+from cortexctl.errors import InvalidArgument
 
 if TYPE_CHECKING:
-    from cortexctl.core.status import MeshSnapshot
+    from cortexctl.core.sandbox import SandboxDefaults
+    from cortexctl.core.views import MeshSnapshot
     from cortexctl.store.engine import Store
 
 app = typer.Typer(
@@ -44,74 +44,105 @@ def status(
         typer.Option("--jsonl", help="With --watch-events: JSON lines (the only format it has)."),
     ] = False,
     interval: Annotated[str, typer.Option(metavar="DURATION", help="Refresh interval.")] = "1s",
-    as_json: JsonOpt = False,
+    check: Annotated[
+        bool,
+        typer.Option(
+            "--check",
+            help="Monitoring check: one summary line, exit 0 ok, 1 warning, 2 critical.",
+        ),
+    ] = False,
+    warn_offline: Annotated[
+        int,
+        typer.Option(metavar="N", min=0, help="--check: warn at N offline/stale nodes (0 off)."),
+    ] = 1,
+    crit_offline: Annotated[
+        int, typer.Option(metavar="N", min=0, help="--check: critical at N offline/stale (0 off).")
+    ] = 0,
+    warn_failed_jobs: Annotated[
+        int, typer.Option(metavar="N", min=0, help="--check: warn at N failing jobs (0 off).")
+    ] = 1,
+    crit_failed_jobs: Annotated[
+        int, typer.Option(metavar="N", min=0, help="--check: critical at N failing jobs (0 off).")
+    ] = 0,
+    crit_dead_hubs: Annotated[
+        int, typer.Option(metavar="N", min=0, help="--check: critical at N dead hubs (0 off).")
+    ] = 1,
+    min_hubs: Annotated[
+        int, typer.Option(metavar="N", min=0, help="--check: critical below N live hubs.")
+    ] = 1,
 ) -> None:
     """Show every node (online/stale/offline), its hub, sandbox, heartbeat age, running tasks
     and uploads, with a summary line.
 
-    Example: cortexctl mesh status --follow
-    """
-    from cortexctl.core import status as core_status
+    --check is for monitoring (nagios, cron): it prints one line and exits 0 ok, 1 warning,
+    2 critical; the one exception to the exit-code table besides `tasks ... --wait`.
 
-    if follow and (as_json or watch_events):
-        raise UsageError("--follow is a live view for people; use --watch-events for scripts")
+    Example: cortexctl mesh status --follow
+    Example: cortexctl mesh status --check --crit-offline 3
+    """
+    if check:
+        from cortexctl.core import status as core_status
+
+        if follow or watch_events:
+            raise InvalidArgument("--check prints one line; it does not go with --follow")
+        thresholds = core_status.CheckThresholds(
+            warn_offline=warn_offline or None,
+            crit_offline=crit_offline or None,
+            warn_failed_jobs=warn_failed_jobs or None,
+            crit_failed_jobs=crit_failed_jobs or None,
+            crit_dead_hubs=crit_dead_hubs or None,
+            min_hubs=min_hubs,
+        )
+        obj = cli_context(ctx)
+        with obj.store().session() as session:
+            result = core_status.health_check(session, obj.sandbox_defaults, thresholds)
+        render.emit(result, human=lambda: render.message(result.summary))
+        raise typer.Exit(result.status)
+
+    if follow and (render.machine() or watch_events):
+        raise InvalidArgument("--follow is a live view for people; use --watch-events for scripts")
     if jsonl and not watch_events:
-        raise UsageError("--jsonl goes with --watch-events")
+        raise InvalidArgument("--jsonl goes with --watch-events")
     interval_s = max(0.1, duration(interval, "--interval") or 1.0)
     obj = cli_context(ctx)
-    store = obj.store()
-    defaults = obj.sandbox_defaults
+    remote = None if watch_events else obj.remote()
+    if remote is not None:
 
-    def fetch() -> core_status.MeshSnapshot:
-        with store.session() as session:
-            return core_status.snapshot(session, defaults, with_jobs=jobs)
+        def fetch() -> MeshSnapshot:
+            return remote.mesh_status(with_jobs=jobs)
+
+    else:
+        from cortexctl.core import status as core_status
+
+        store = obj.store()
+        defaults = obj.sandbox_defaults
+
+        def fetch() -> MeshSnapshot:
+            with store.session() as session:
+                return core_status.snapshot(session, defaults, with_jobs=jobs)
 
     if watch_events:
-        watch(store, fetch, interval_s)
+        watch(store, defaults, interval_s)
     elif follow:
         render.follow(fetch, interval_s, jobs)
     else:
         snap = fetch()
-        render.emit(snap, as_json=as_json, human=lambda: render.print_mesh(snap, jobs))
+        render.emit(snap, human=lambda: render.print_mesh(snap, jobs))
 
 
-def watch(store: Store, fetch: Callable[[], MeshSnapshot], interval_s: float) -> None:
-    """Print change events as JSON lines until interrupted."""
-    from cortexctl.core import clock
+def watch(store: Store, defaults: SandboxDefaults, interval_s: float) -> None:
+    """Print ``core.status`` events as JSON lines until interrupted."""
     from cortexctl.core import status as core_status
 
-    previous = fetch()
-    since = previous.taken_at
-    # A first line says the watch is live, so a consumer knows later changes will show.
-    render.print_jsonl(
-        {
-            "event": "watching",
-            "ts": clock.iso(since),
-            "nodes": len(previous.nodes),
-            "hubs": previous.hubs,
-        }
-    )
+    with store.session() as session:
+        first, cursor = core_status.start_events(session, defaults)
+    render.print_jsonl(first)
     try:
         while True:
             time.sleep(interval_s)
-            current = fetch()
-            events = core_status.diff_events(previous, current)
             with store.session() as session:
-                finished = core_status.finished_since(session, since)
-            for task_id, node_id, state, at in finished:
-                events.append(
-                    {
-                        "event": "task_finished",
-                        "task_id": task_id,
-                        "node_id": node_id,
-                        "state": state,
-                        "ts": clock.iso(at),
-                    }
-                )
-                since = max(since, at)
+                events, cursor = core_status.events_since(session, cursor, defaults)
             for event in events:
-                event.setdefault("ts", clock.iso(current.taken_at))
                 render.print_jsonl(event)
-            previous = current
     except KeyboardInterrupt:
         pass

@@ -4,6 +4,12 @@ A hub writes a lease when an upload starts, renews the leases of the uploads it 
 most every ``LEASE_RENEW_S`` (one batched statement, never per chunk) and deletes the
 lease when the upload ends. A lease nobody renews any more was left by a hub that died or
 an upload whose clean-up failed; `gc locks` removes it and its temporary file.
+
+Where several hubs share the store (PostgreSQL) the lease is also the lock across hubs:
+``claim_lease`` takes the path with one conditional upsert judged on the store's clock
+(``now()``), so two hubs never hold the same (node, path); ``confirm_lease`` re-checks it
+just before the verified file is renamed into place. On SQLite (one hub) the in-memory
+lock alone decides, and lease rows are written in batches.
 """
 
 from __future__ import annotations
@@ -13,17 +19,19 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, and_, bindparam, delete, select, tuple_, update
+from sqlalchemy import Table, and_, bindparam, delete, func, or_, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from cortexctl.core import clock, hubs
 from cortexctl.store.engine import affected
-from cortexctl.store.models import SyncLease
+from cortexctl.store.models import Hub, SyncLease
 
 LEASE_RENEW_S = 5.0
 # A running hub renews what it holds every LEASE_RENEW_S, so a lease of a live hub is
 # never taken for idle before a few renewals have been missed, whatever --ttl says.
 LIVE_HUB_MIN_IDLE_S = 3 * LEASE_RENEW_S
+# How long a claimed lease holds across hubs without a renewal (on the store's clock).
+STORE_LEASE_S = 3 * LEASE_RENEW_S
 
 LeaseKey = tuple[str, str]  # (node id, path)
 
@@ -80,9 +88,29 @@ class LeaseEnd:
 
 
 LEASES = cast(Table, SyncLease.__table__)
+# What an upload that takes a lease row over writes into it (every column but the key).
+TAKEN_OVER = (
+    "sync_id",
+    "hub_id",
+    "hub_epoch",
+    "temp_path",
+    "started_at",
+    "last_activity",
+    "bytes_received",
+    "expires_at",
+)
 
 
-def _insert_for(session: Session) -> Any:
+def _take_over(statement: Any, **where: Any) -> Any:
+    """``INSERT ... ON CONFLICT (node_id, path) DO UPDATE`` every column of the lease."""
+    return statement.on_conflict_do_update(
+        index_elements=["node_id", "path"],
+        set_={key: statement.excluded[key] for key in TAKEN_OVER},
+        **where,
+    )
+
+
+def dialect_insert(session: Session) -> Any:
     """The dialect's INSERT, which has ON CONFLICT DO UPDATE (both stores we run on)."""
     if session.get_bind().dialect.name == "postgresql":
         from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -104,22 +132,8 @@ def apply_lease_changes(
     """
     if starts:
         now = clock.now()
-        insert = _insert_for(session)
-        statement = insert(LEASES)
-        statement = statement.on_conflict_do_update(
-            index_elements=["node_id", "path"],
-            set_={
-                key: statement.excluded[key]
-                for key in (
-                    "sync_id",
-                    "hub_id",
-                    "temp_path",
-                    "started_at",
-                    "last_activity",
-                    "bytes_received",
-                )
-            },
-        )
+        insert = dialect_insert(session)
+        statement = _take_over(insert(LEASES))
         session.execute(
             statement,
             [
@@ -157,11 +171,121 @@ def begin_lease(
     apply_lease_changes(session, [LeaseStart(node_id, path, sync_id, hub_id, temp_path)], [])
 
 
+def shared_store(session: Session) -> bool:
+    """Whether several hubs can share this store (PostgreSQL; SQLite takes one hub)."""
+    return session.get_bind().dialect.name == "postgresql"
+
+
+def _store_utc() -> Any:
+    """The store's clock as naive UTC, the form the store keeps timestamps in (PostgreSQL)."""
+    return func.timezone("UTC", func.now())
+
+
+def _store_expiry(lease_s: float) -> Any:
+    return _store_utc() + func.make_interval(0, 0, 0, 0, 0, 0, lease_s)
+
+
+@dataclass(frozen=True)
+class Holder:
+    """Who holds a path another upload wanted (for the message it ends with)."""
+
+    hub_id: str
+    address: str
+    bytes_received: int
+
+
+def claim_lease(
+    session: Session,
+    *,
+    node_id: str,
+    path: str,
+    sync_id: str,
+    hub_id: str,
+    hub_epoch: int,
+    temp_path: str,
+    lease_s: float = STORE_LEASE_S,
+) -> Holder | None:
+    """Take (node, path) for one upload across hubs (PostgreSQL); None once taken, else
+    who holds it.
+
+    One conditional upsert: the row is taken when there is none, when its expiry has
+    passed on the store's clock, when it is this hub's own (its in-memory lock says the
+    upload before has ended), or when its hub is no longer a live member.
+    """
+    from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+    now = clock.now()
+    statement = pg_insert(LEASES).values(
+        node_id=node_id,
+        path=path,
+        sync_id=sync_id,
+        hub_id=hub_id,
+        hub_epoch=hub_epoch,
+        temp_path=temp_path,
+        started_at=now,
+        last_activity=now,
+        bytes_received=0,
+        expires_at=_store_expiry(lease_s),
+    )
+    live = select(Hub.id).where(Hub.stopped_at.is_(None), Hub.lease_expires_at > func.now())
+    claim = _take_over(
+        statement,
+        where=or_(
+            LEASES.c.hub_id == hub_id,
+            LEASES.c.expires_at <= _store_utc(),
+            LEASES.c.hub_id.not_in(live),
+        ),
+    ).returning(LEASES.c.sync_id)
+    if session.execute(claim).first() is not None:
+        return None
+    row = session.execute(
+        select(SyncLease.hub_id, SyncLease.bytes_received, Hub.address)
+        .outerjoin(Hub, Hub.id == SyncLease.hub_id)
+        .where(SyncLease.node_id == node_id, SyncLease.path == path)
+    ).first()
+    if row is None:  # ended between the two statements: free now, the next try takes it
+        return Holder("", "", 0)
+    return Holder(row.hub_id, row.address or "", int(row.bytes_received or 0))
+
+
+def confirm_lease(
+    session: Session,
+    *,
+    node_id: str,
+    path: str,
+    sync_id: str,
+    hub_id: str,
+    lease_s: float = STORE_LEASE_S,
+) -> bool:
+    """Just before a verified file is renamed into place: is the lease still this upload's?
+    Extends it if so (PostgreSQL). False: another hub took the path (this hub was frozen
+    past the lease, or taken over and its leases released)."""
+    result = session.execute(
+        update(SyncLease)
+        .where(
+            SyncLease.node_id == node_id,
+            SyncLease.path == path,
+            SyncLease.sync_id == sync_id,
+            SyncLease.hub_id == hub_id,
+        )
+        .values(expires_at=_store_expiry(lease_s))
+        .execution_options(synchronize_session=False)
+    )
+    return affected(result) == 1
+
+
 def renew_leases(session: Session, renewals: Sequence[Renewal]) -> int:
-    """Mark the uploads a hub still holds as active, in one batched statement."""
+    """Mark the uploads a hub still holds as active, in one batched statement; on a shared
+    store their expiry moves on too (on the store's clock)."""
     if not renewals:
         return 0
     table = LEASES
+    values: dict[str, Any] = {
+        "last_activity": bindparam("v_at"),
+        "bytes_received": bindparam("v_bytes"),
+    }
+    if shared_store(session):
+        values["expires_at"] = _store_expiry(STORE_LEASE_S)
     statement = (
         update(table)
         .where(
@@ -171,7 +295,7 @@ def renew_leases(session: Session, renewals: Sequence[Renewal]) -> int:
                 table.c.sync_id == bindparam("k_sync"),
             )
         )
-        .values(last_activity=bindparam("v_at"), bytes_received=bindparam("v_bytes"))
+        .values(**values)
     )
     now = clock.now()
     session.execute(
@@ -263,3 +387,11 @@ def delete_leases(session: Session, leases: Sequence[LeaseView]) -> list[LeaseVi
         if affected(result):
             deleted.append(lease)
     return deleted
+
+
+def release_hub_leases(session: Session, hub_id: str) -> int:
+    """Delete every upload lease a dead hub held (its survivor's recovery); return how many.
+
+    Its temporary files are on its own disk: its next start removes them (``start_hub``).
+    """
+    return affected(session.execute(delete(SyncLease).where(SyncLease.hub_id == hub_id)))

@@ -1,290 +1,167 @@
-"""Per-node mirrors on the hub's disk: path confinement, the upload's temporary file,
-listing, and the file-system half of `gc mirrors`.
+"""Per-node mirrors: the file records in the store, and the hub's disk under them.
 
-Layout: ``<mirrors>/<node_id>/<path>``. An upload writes ``.cortex-sync.<sync id>.tmp``
-beside its target and renames it into place only once size and sha256 are verified, so
-nothing half-written is ever visible at a final path. Everything here blocks: the hub runs
-it on its executor, the CLI calls it directly.
+Each file a hub holds has a record (node, path, size, sha256, hub, time), written when its
+upload completes and removed with the file, so `mirrors ls` is complete from any host and
+says which hub holds each file. The disk half (`mirrors rm`, `gc mirrors`) acts on the
+mirrors folder of the host it runs on, and on the records of what it removed there.
+Path confinement and the upload's part file are `core.uploads`. Everything here blocks:
+the hub runs it on its executor, the CLI calls it directly.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import ctypes.util
-import errno
-import hashlib
 import os
 import re
 import shutil
 import stat
-import threading
 import time
 from collections.abc import Collection, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import ClassVar, cast
 
+from sqlalchemy import Table, bindparam, delete, func, select
 from sqlalchemy.orm import Session
 
-from cortexctl.core import nodes
-from cortexctl.errors import (
-    Aborted,
-    CortexError,
-    DataLoss,
-    InvalidArgument,
-    NotFound,
-    ResourceExhausted,
-    Unavailable,
-)
+from cortexctl.core import clock, hubs, locks, nodes
+from cortexctl.core.uploads import TEMP_NAME, check_sync_path
+from cortexctl.errors import InvalidArgument, NotFound
+from cortexctl.store.models import MirrorFile as FileRow
 
-MAX_PATH_BYTES = 1024  # the lease's primary key column is String(1024)
-MAX_NAME_BYTES = 255  # NAME_MAX on the file systems we run on
-TEMP_NAME = re.compile(r"^\.cortex-sync\.[0-9a-f]{32}\.tmp$")
 NODE_DIR = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
-SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
-DEFAULT_MODE = 0o644
+HUB_ID_FILE = re.compile(r"^hub_id(\.[0-9]+)?$")
+RECORDS = cast(Table, FileRow.__table__)
 
 
-def temp_name(sync_id: str) -> str:
-    return f".cortex-sync.{sync_id}.tmp"
+# --- file records --------------------------------------------------------------------------
 
 
-def check_sync_path(path: str) -> tuple[str, ...]:
-    """The components of a node-supplied relative POSIX path, or INVALID_ARGUMENT."""
-    shown = path if len(path) <= 200 else path[:200] + "..."
-    if not path:
-        raise InvalidArgument("empty path: give the file's path relative to the workspace")
-    if len(path.encode("utf-8", "surrogatepass")) > MAX_PATH_BYTES:
-        raise InvalidArgument(f"path {shown!r} is longer than {MAX_PATH_BYTES} bytes")
-    if "\0" in path:
-        raise InvalidArgument(f"path {shown!r} contains a NUL byte")
-    if "\\" in path:
-        raise InvalidArgument(f"path {shown!r} contains a backslash; use '/' between folders")
-    if path.startswith("/"):
-        raise InvalidArgument(f"path {shown!r} is absolute; give it relative to the workspace")
-    parts = tuple(path.split("/"))
-    for part in parts:
-        if part == "":
-            raise InvalidArgument(f"path {shown!r} has an empty component ('//' or a trailing /)")
-        if part in (".", ".."):
-            raise InvalidArgument(f"path {shown!r} contains {part!r}; give a plain relative path")
-        if len(part.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES:
-            raise InvalidArgument(f"path {shown!r} has a name longer than {MAX_NAME_BYTES} bytes")
-    if TEMP_NAME.match(parts[-1]):
-        raise InvalidArgument(f"path {shown!r} uses a name reserved for the hub's partial uploads")
-    return parts
+@dataclass(frozen=True)
+class FileRecord:
+    """A file that became visible in a node's mirror on a hub's disk."""
+
+    node_id: str
+    path: str
+    size: int
+    sha256: str  # "" when the file was found on disk, not uploaded since records began
+    hub_id: str
 
 
-def check_sha256(value: str) -> str:
-    """The lower-case hex digest a final chunk carries, or INVALID_ARGUMENT."""
-    if not value:
-        raise InvalidArgument("the final chunk must carry the sha256 of the whole file")
-    digest = value.lower()
-    if not SHA256_HEX.match(digest):
-        raise InvalidArgument(f"bad sha256 {value[:80]!r}: expected 64 hexadecimal digits")
-    return digest
+def record_files(session: Session, records: Sequence[FileRecord], *, replace: bool = True) -> None:
+    """Upsert the records of completed uploads, in the caller's transaction (one statement).
 
-
-def _inside(path: str, root: str) -> bool:
-    return path == root or path.startswith(root + os.sep)
-
-
-def _os_error(err: OSError, path: str) -> CortexError:
-    """A person-readable typed error for a failure on the hub's disk."""
-    if err.errno in (errno.ENOSPC, errno.EDQUOT):
-        return ResourceExhausted("the hub's mirror disk is full; try again after `gc mirrors`")
-    if err.errno in (errno.ENOTDIR, errno.EISDIR, errno.EEXIST, errno.ENAMETOOLONG, errno.ELOOP):
-        return InvalidArgument(f"path {path!r} clashes with what the mirror holds ({err.strerror})")
-    return Unavailable(f"the hub could not write {path!r} to its mirror ({err.strerror}); retry")
-
-
-def ensure_parent(root: Path, parts: Sequence[str]) -> Path:
-    """Create the folders above ``parts`` inside ``root``; refuse any that lead outside.
-
-    Every component is lstat-ed on the way down, so only a symlink met there needs the
-    (slower) realpath check.
+    ``replace=False`` only adds what has no record yet (files found on a hub's disk).
     """
-    if not root.is_dir():
-        root.mkdir(parents=True, exist_ok=True)
-    current = root
-    linked = False
-    for name in parts[:-1]:
-        current = current / name
-        try:
-            mode = os.lstat(current).st_mode
-        except FileNotFoundError:
-            with contextlib.suppress(FileExistsError):
-                os.mkdir(current, 0o755)
-            mode = os.lstat(current).st_mode
-        if stat.S_ISLNK(mode):
-            linked = True  # none of the hub's doing; it may stay only if it stays inside
-            if not _inside(os.path.realpath(current), os.path.realpath(root)):
-                raise InvalidArgument(
-                    f"path {'/'.join(parts)!r} leads outside the node's mirror (via a symlink)"
-                )
-        elif not stat.S_ISDIR(mode):
-            raise InvalidArgument(
-                f"path {'/'.join(parts)!r}: {'/'.join(current.relative_to(root).parts)!r} "
-                "is a file in the mirror, not a folder"
-            )
-    if linked and not _inside(os.path.realpath(current), os.path.realpath(root)):
-        raise InvalidArgument(f"path {'/'.join(parts)!r} leads outside the node's mirror")
-    return current
-
-
-def _check_target(root: Path, parts: Sequence[str], target: Path) -> None:
-    try:
-        mode = os.lstat(target).st_mode
-    except FileNotFoundError:
+    if not records:
         return
-    if stat.S_ISLNK(mode):
-        if not _inside(os.path.realpath(target), os.path.realpath(root)):
-            raise InvalidArgument(f"path {'/'.join(parts)!r} leads outside the node's mirror")
-    elif stat.S_ISDIR(mode):
-        raise InvalidArgument(f"path {'/'.join(parts)!r} is a folder in the mirror, not a file")
+    now = clock.now()
+    statement = locks.dialect_insert(session)(RECORDS)
+    if replace:
+        statement = statement.on_conflict_do_update(
+            index_elements=["node_id", "path"],
+            set_={
+                key: statement.excluded[key] for key in ("size", "sha256", "hub_id", "updated_at")
+            },
+        )
+    else:
+        statement = statement.on_conflict_do_nothing(index_elements=["node_id", "path"])
+    latest = {(item.node_id, item.path): item for item in records}  # one row per key
+    session.execute(
+        statement,
+        [
+            {
+                "node_id": item.node_id,
+                "path": item.path,
+                "size": item.size,
+                "sha256": item.sha256,
+                "hub_id": item.hub_id,
+                "updated_at": now,
+            }
+            for item in latest.values()
+        ],
+    )
 
 
-class PartFile:
-    """One upload's temporary file beside its target.
-
-    Every method blocks (the hub calls them on its executor) and takes the same lock, so a
-    discard waits for a write still running on another thread instead of racing it.
-    """
-
-    def __init__(self, node_root: Path, parts: Sequence[str], sync_id: str) -> None:
-        self.node_root = node_root
-        self.parts = tuple(parts)
-        self.path = "/".join(self.parts)
-        self.final_path = node_root.joinpath(*self.parts)
-        self.temp_path = self.final_path.with_name(temp_name(sync_id))
-        self.written = 0
-        self._lock = threading.Lock()
-        self._hash = hashlib.sha256()
-        self._fd: int | None = None
-        self._ended = False  # committed or discarded; nothing more may happen
-        self._committed = False
-        self._created = False
-
-    def _open(self) -> int:
-        if self._fd is not None:
-            return self._fd
-        if self._ended:
-            raise Aborted(f"the upload of {self.path!r} has already ended")
-        for attempt in range(2):
-            try:
-                ensure_parent(self.node_root, self.parts)
-                _check_target(self.node_root, self.parts, self.final_path)
-                self._fd = os.open(
-                    self.temp_path,
-                    os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                    0o600,
-                )
-                self._created = True
-                return self._fd
-            except FileNotFoundError:
-                if attempt:  # `gc mirrors` removed an empty folder under us twice; give up
-                    raise Unavailable(
-                        f"the mirror folder of {self.path!r} vanished; retry"
-                    ) from None
-            except OSError as err:
-                raise _os_error(err, self.path) from None
-        raise AssertionError("unreachable")
-
-    def _write_locked(self, blocks: Sequence[bytes]) -> None:
-        fd = self._open()
-        views = [memoryview(block) for block in blocks if block]
-        for view in views:
-            self._hash.update(view)
-        try:
-            while views:
-                done = os.writev(fd, views)
-                self.written += done
-                while views and done >= len(views[0]):
-                    done -= len(views[0])
-                    views.pop(0)
-                if done:
-                    views[0] = views[0][done:]
-        except OSError as err:
-            raise _os_error(err, self.path) from None
-
-    def write(self, blocks: Sequence[bytes]) -> None:
-        """Append ``blocks`` (hashing them on the way)."""
-        with self._lock:
-            self._write_locked(blocks)
-
-    def commit(
-        self, blocks: Sequence[bytes], sha256: str, size: int | None, mode: int
-    ) -> tuple[int, str]:
-        """Write the last blocks, verify, fsync and rename into place; (size, sha256)."""
-        with self._lock:
-            self._write_locked(blocks)
-            fd = self._open()  # an empty file has had no write
-            digest = self._hash.hexdigest()
-            if size is not None and self.written != size:
-                raise DataLoss(
-                    f"size mismatch for {self.path!r}: announced {size} bytes, "
-                    f"received {self.written}; nothing was written"
-                )
-            if digest != sha256:
-                raise DataLoss(
-                    f"sha256 mismatch for {self.path!r}: sent {sha256}, received "
-                    f"data hashes to {digest}; nothing was written"
-                )
-            try:
-                os.fchmod(fd, mode)
-                os.fsync(fd)
-                os.close(fd)
-                self._fd = None
-                _check_target(self.node_root, self.parts, self.final_path)
-                os.replace(self.temp_path, self.final_path)
-                self._ended = self._committed = True
-                _fsync_dir(self.final_path.parent)
-            except OSError as err:
-                raise _os_error(err, self.path) from None
-            return self.written, digest
-
-    def discard(self) -> bool:
-        """Close and remove the temporary file unless committed; True if one was removed."""
-        with self._lock:
-            if self._fd is not None:
-                os.close(self._fd)
-                self._fd = None
-            self._ended = True
-            if self._committed or not self._created:
-                return False
-            try:
-                self.temp_path.unlink()
-                return True
-            except FileNotFoundError:
-                return False
+def forget_files(session: Session, node_id: str, paths: Collection[str]) -> int:
+    """Remove the records of these files of a node (their files were removed)."""
+    if not paths:
+        return 0
+    result = session.execute(
+        delete(RECORDS).where(
+            RECORDS.c.node_id == bindparam("k_node"), RECORDS.c.path == bindparam("k_path")
+        ),
+        [{"k_node": node_id, "k_path": path} for path in dict.fromkeys(paths)],
+    )
+    return max(0, int(getattr(result, "rowcount", 0) or 0))
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+def forget_node(session: Session, node_id: str, hub_ids: Collection[str] | None = None) -> int:
+    """Remove a node's records (only those of ``hub_ids`` when given); return how many."""
+    query = delete(RECORDS).where(RECORDS.c.node_id == node_id)
+    if hub_ids is not None:
+        query = query.where(RECORDS.c.hub_id.in_(list(hub_ids)))
+    return max(0, int(getattr(session.execute(query), "rowcount", 0) or 0))
+
+
+def local_hub_ids(data_dir: Path) -> frozenset[str]:
+    """The hubs whose mirrors are this host's folder: the ids kept in its data dir (one per
+    process of `serve --processes N`)."""
+    found = set()
     try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        entries = list(os.scandir(data_dir))
+    except (FileNotFoundError, NotADirectoryError):
+        return frozenset()
+    for entry in entries:
+        if HUB_ID_FILE.match(entry.name):
+            with contextlib.suppress(OSError):
+                value = Path(entry.path).read_text().strip()
+                if value:
+                    found.add(value)
+    return frozenset(found)
 
 
-def remove_temp_file(mirrors_dir: Path, temp_path: str, *, dry_run: bool = False) -> bool:
-    """Remove a partial upload named in a lease; only a temp file inside the mirrors."""
-    path = Path(temp_path)
-    if not path.is_absolute():
-        path = mirrors_dir / path
-    if not TEMP_NAME.match(path.name):
-        return False
-    if not _inside(os.path.realpath(path.parent), os.path.realpath(mirrors_dir)):
-        return False
-    try:
-        if not stat.S_ISREG(os.lstat(path).st_mode):
-            return False
-        if not dry_run:
-            path.unlink()
-        return True
-    except FileNotFoundError:
-        return False
+def recorded_elsewhere(
+    session: Session, node_id: str, paths: Collection[str], local: Collection[str]
+) -> dict[str, str]:
+    """{path: hub id} of these paths that a hub other than ``local`` holds."""
+    if not paths:
+        return {}
+    rows = session.execute(
+        select(FileRow.path, FileRow.hub_id).where(
+            FileRow.node_id == node_id, FileRow.path.in_(list(paths))
+        )
+    )
+    return {path: hub_id for path, hub_id in rows if hub_id not in local}
+
+
+def node_records(session: Session, node_id: str) -> list[tuple[str, str]]:
+    """(path, hub id) of every record of a node."""
+    rows = session.execute(select(FileRow.path, FileRow.hub_id).where(FileRow.node_id == node_id))
+    return [(path, hub_id) for path, hub_id in rows]
+
+
+def records_by_hub(session: Session) -> dict[str, int]:
+    """How many file records each hub has."""
+    rows = session.execute(select(FileRow.hub_id, func.count()).group_by(FileRow.hub_id))
+    return {hub_id: int(count) for hub_id, count in rows}
+
+
+def recorded_nodes(session: Session, hub_ids: Collection[str]) -> set[str]:
+    """Nodes with a record of these hubs."""
+    rows = session.scalars(
+        select(FileRow.node_id).where(FileRow.hub_id.in_(list(hub_ids))).distinct()
+    )
+    return set(rows)
+
+
+def forget_hubs(session: Session, hub_ids: Collection[str]) -> int:
+    """Remove every record of these hubs (hubs the store no longer knows)."""
+    if not hub_ids:
+        return 0
+    result = session.execute(delete(RECORDS).where(RECORDS.c.hub_id.in_(list(hub_ids))))
+    return max(0, int(getattr(result, "rowcount", 0) or 0))
 
 
 # --- listing -------------------------------------------------------------------------------
@@ -294,7 +171,10 @@ def remove_temp_file(mirrors_dir: Path, temp_path: str, *, dry_run: bool = False
 class MirrorFile:
     path: str
     size: int
-    mtime: datetime
+    mtime: datetime  # when its upload completed (the record's time)
+    sha256: str
+    hub_id: str  # the hub whose disk holds it
+    hub_state: str  # live | dead | stopped | unknown (no such hub any more)
 
 
 @dataclass(frozen=True)
@@ -328,22 +208,31 @@ def walk_files(root: Path) -> Iterator[tuple[str, os.stat_result]]:
 
 
 def list_mirror(session: Session, mirrors_dir: Path, ref: str) -> MirrorListing:
-    """What the hub holds for a node (by id or name), without partial uploads."""
-    try:
-        node = nodes.resolve_node(session, ref)
-        node_id, name = node.id, node.name
-    except NotFound:
-        # A mirror may outlive its node's row; let an id still find it.
-        if not NODE_DIR.match(ref) or not (mirrors_dir / ref).is_dir():
-            raise
-        node_id, name = ref, ""
+    """What the hubs hold for a node (by id or name), from the store's file records: every
+    hub's files, each with the hub that holds it; never a partial upload."""
+    node_id, name = mirror_node(session, mirrors_dir, ref)
+    states = {hub.id: hub.state for hub in hubs.list_hubs(session, include_stopped=True)}
     files = [
-        MirrorFile(rel, info.st_size, datetime.fromtimestamp(info.st_mtime, UTC))
-        for rel, info in walk_files(mirrors_dir / node_id)
-        if stat.S_ISREG(info.st_mode) and not TEMP_NAME.match(rel.rsplit("/", 1)[-1])
+        MirrorFile(
+            row.path,
+            row.size,
+            row.updated_at,
+            row.sha256,
+            row.hub_id,
+            states.get(row.hub_id, "unknown"),
+        )
+        for row in session.scalars(
+            select(FileRow).where(FileRow.node_id == node_id).order_by(FileRow.path)
+        )
     ]
-    files.sort(key=lambda item: item.path)
     return MirrorListing(node_id, name, files, sum(item.size for item in files))
+
+
+def disk_files(root: Path) -> Iterator[tuple[str, os.stat_result]]:
+    """Committed regular files under a node's mirror folder (no partial upload)."""
+    for rel, info in walk_files(root):
+        if stat.S_ISREG(info.st_mode) and not TEMP_NAME.match(rel.rsplit("/", 1)[-1]):
+            yield rel, info
 
 
 # --- the file-system half of `gc mirrors` ------------------------------------------------
@@ -353,17 +242,190 @@ def list_mirror(session: Session, mirrors_dir: Path, ref: str) -> MirrorListing:
 class Removed:
     files: int = 0
     bytes: int = 0
+    # Committed files among them, relative to the node's mirror (their records go too).
+    paths: list[str] = field(default_factory=list)
 
 
-def remove_tree(root: Path, *, dry_run: bool) -> Removed:
+def remove_tree(root: Path, *, dry_run: bool, prefix: str = "") -> Removed:
     """Remove a whole node mirror (symlinks are removed, never followed)."""
     removed = Removed()
-    for _, info in walk_files(root):
+    for rel, info in walk_files(root):
         removed.files += 1
         removed.bytes += info.st_size if stat.S_ISREG(info.st_mode) else 0
+        if stat.S_ISREG(info.st_mode) and not TEMP_NAME.match(rel.rsplit("/", 1)[-1]):
+            removed.paths.append(prefix + rel)
     if not dry_run:
         shutil.rmtree(root, ignore_errors=True)
     return removed
+
+
+def counted_files(root: Path, prefix: str = "") -> Removed:
+    """What a folder holds as quota usage counts it: committed regular files only."""
+    counted = Removed()
+    for rel, info in disk_files(root):
+        counted.files += 1
+        counted.bytes += info.st_size
+        counted.paths.append(prefix + rel)
+    return counted
+
+
+@dataclass(frozen=True)
+class RemovedPath:
+    path: str  # relative to the node's mirror; "" for the whole mirror
+    files_removed: int
+    bytes_removed: int
+    # The gc vocabulary (docs/json.md); the first names are printed too for one release.
+    legacy_keys: ClassVar[dict[str, str]] = {"files": "files_removed", "bytes": "bytes_removed"}
+
+
+@dataclass(frozen=True)
+class MirrorRemoval:
+    node_id: str
+    node_name: str
+    items: list[RemovedPath]
+    files_removed: int
+    bytes_removed: int
+    dry_run: bool
+    # Files the records say other hubs hold (on their own disks): `mirrors rm` there.
+    held_elsewhere: dict[str, int] = field(default_factory=dict)  # hub id -> files
+    # The committed files removed (relative paths), whose records go with them; not shown.
+    _paths: list[str] = field(default_factory=list, repr=False)
+    legacy_keys: ClassVar[dict[str, str]] = {
+        "removed": "items",
+        "files": "files_removed",
+        "bytes": "bytes_removed",
+    }
+
+
+def mirror_node(session: Session, mirrors_dir: Path, ref: str) -> tuple[str, str]:
+    """(node id, name) of a mirror, by node id or name; a mirror may outlive its node."""
+    try:
+        node = nodes.resolve_node(session, ref)
+        return node.id, node.name
+    except NotFound:
+        if not NODE_DIR.match(ref):
+            raise
+        if not (mirrors_dir / ref).is_dir() and not session.scalar(
+            select(func.count()).select_from(FileRow).where(FileRow.node_id == ref)
+        ):
+            raise
+        return ref, ""
+
+
+def _confined_target(root: Path, path: str) -> Path:
+    """The entry at ``path`` in a node's mirror, reached without following any symlink."""
+    parts = check_sync_path(path)
+    current = root
+    for name in parts[:-1]:
+        current = current / name
+        try:
+            mode = os.lstat(current).st_mode
+        except FileNotFoundError:
+            raise NotFound(f"{path!r} is not in the mirror") from None
+        if not stat.S_ISDIR(mode):  # a symlink or a file: never walked through
+            raise InvalidArgument(f"{path!r}: {name!r} is not a folder of the mirror")
+    target = current / parts[-1]
+    try:
+        os.lstat(target)
+    except FileNotFoundError:
+        raise NotFound(f"{path!r} is not in the mirror") from None
+    return target
+
+
+@dataclass(frozen=True)
+class MirrorFileRef:
+    """One committed file of a node's mirror, found for a download."""
+
+    node_id: str
+    node_name: str
+    path: str
+    size: int
+    mtime: datetime
+    location: Path
+
+
+def find_mirror_file(session: Session, mirrors_dir: Path, ref: str, path: str) -> MirrorFileRef:
+    """The committed regular file at ``path`` of a node's mirror, confined as uploads are
+    (no symlink walked through or named, no partial upload)."""
+    node_id, name = mirror_node(session, mirrors_dir, ref)
+    target = _confined_target(mirrors_dir / node_id, path)
+    info = os.lstat(target)
+    if not stat.S_ISREG(info.st_mode) or TEMP_NAME.match(target.name):
+        raise InvalidArgument(f"{path!r} is not a file of the mirror (a folder or a link?)")
+    mtime = datetime.fromtimestamp(info.st_mtime, UTC)
+    return MirrorFileRef(node_id, name, path, info.st_size, mtime, target)
+
+
+def open_mirror_file(location: Path) -> int:
+    """A read-only descriptor of a file found by ``find_mirror_file`` (a symlink put in its
+    place since is refused): a download reads one file from start to end, even if an
+    upload replaces it meanwhile."""
+    try:
+        return os.open(location, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except FileNotFoundError:
+        raise NotFound(f"{location.name!r} left the mirror") from None
+    except OSError as err:
+        raise InvalidArgument(f"cannot read {location.name!r}: {err.strerror}") from None
+
+
+def read_chunk(fd: int, offset: int, size: int) -> bytes:
+    """Up to ``size`` bytes from ``offset`` (b"" at the end)."""
+    return os.pread(fd, size, offset)
+
+
+def remove_paths(
+    mirrors_dir: Path, node_id: str, node_name: str, paths: Sequence[str], *, dry_run: bool
+) -> MirrorRemoval:
+    """Remove files or folders of a node's mirror (all of it without ``paths``).
+
+    Paths are confined like uploads (relative, no ``..``, no symlink walked through); a
+    symlink named is removed, never followed. Every path is checked before anything goes.
+    ``files``/``bytes`` count committed regular files, as the quota does.
+    """
+    root = mirrors_dir / node_id
+    if not paths:
+        if not root.is_dir():
+            return MirrorRemoval(node_id, node_name, [], 0, 0, dry_run)
+        counted = counted_files(root)
+        if not dry_run:
+            shutil.rmtree(root, ignore_errors=True)
+        removed = [RemovedPath("", counted.files, counted.bytes)]
+        return MirrorRemoval(
+            node_id,
+            node_name,
+            removed,
+            counted.files,
+            counted.bytes,
+            dry_run,
+            _paths=counted.paths,
+        )
+    targets = {path: _confined_target(root, path) for path in dict.fromkeys(paths)}
+    removed = []
+    removed_paths: list[str] = []
+    for path, target in targets.items():
+        mode = os.lstat(target).st_mode
+        if stat.S_ISDIR(mode):
+            counted = counted_files(target, prefix=path + "/")
+            if not dry_run:
+                shutil.rmtree(target, ignore_errors=True)
+        else:
+            regular = stat.S_ISREG(mode) and not TEMP_NAME.match(target.name)
+            size = os.lstat(target).st_size if regular else 0
+            counted = Removed(1 if regular else 0, size, [path] if regular else [])
+            if not dry_run:
+                with contextlib.suppress(FileNotFoundError):
+                    target.unlink()
+        removed.append(RemovedPath(path, counted.files, counted.bytes))
+        removed_paths += counted.paths
+    return MirrorRemoval(
+        node_id,
+        node_name,
+        removed,
+        sum(item.files_removed for item in removed),
+        sum(item.bytes_removed for item in removed),
+        dry_run,
+        _paths=removed_paths,
+    )
 
 
 def remove_orphan_temps(
@@ -434,36 +496,3 @@ def node_dirs(mirrors_dir: Path) -> list[str]:
         )
     except FileNotFoundError:
         return []
-
-
-# glibc mallopt parameters (malloc.h)
-M_TRIM_THRESHOLD = -1
-M_TOP_PAD = -2
-M_MMAP_THRESHOLD = -3
-
-
-def tune_malloc(max_chunk_bytes: int) -> bool:
-    """Keep chunk-sized buffers on the heap instead of an mmap/munmap per message.
-
-    Every received chunk is a fresh buffer of up to max_chunk_bytes; above glibc's mmap
-    threshold each one costs an mmap, page faults and a munmap (PERFORMANCE.md trap 5); measured
-    on loopback this halves upload throughput, on the sending and the receiving side alike.
-    No-op off glibc; True if applied.
-    """
-    if os.environ.get("CORTEX_MALLOC_TUNING", "1") == "0":
-        return False
-    name = ctypes.util.find_library("c")
-    if not name:
-        return False
-    try:
-        libc = ctypes.CDLL(name)
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
-        return False
-    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
-    threshold = min(max(4 * max_chunk_bytes + 256 * 1024, 8 * 1024 * 1024), 256 * 1024 * 1024)
-    return bool(
-        mallopt(M_MMAP_THRESHOLD, threshold)
-        and mallopt(M_TRIM_THRESHOLD, 2 * threshold)
-        and mallopt(M_TOP_PAD, threshold // 2)
-    )

@@ -5,51 +5,18 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from cortexctl.core import clock, hubs, journal, nodes
+from cortexctl.core import audit, clock, hubs, journal, nodes
 from cortexctl.core.sandbox import SandboxDefaults
+from cortexctl.core.views import HealthCheck as HealthCheck
+from cortexctl.core.views import JobStatusView as JobStatusView
+from cortexctl.core.views import MeshSnapshot as MeshSnapshot
+from cortexctl.core.views import NodeStatus as NodeStatus
+from cortexctl.errors import CHECK_CRITICAL, CHECK_OK, CHECK_WARNING
 from cortexctl.store.models import JobRun, SyncLease, Task
-
-
-@dataclass(frozen=True)
-class NodeStatus:
-    id: str
-    name: str
-    status: str  # online | stale | offline | revoked
-    hub_id: str | None
-    sandbox: str
-    policy_revision: int
-    last_heartbeat: datetime | None
-    running_tasks: int
-    uploads_in_flight: int
-
-
-@dataclass(frozen=True)
-class JobStatusView:
-    hub_id: str
-    job: str
-    interval_s: float
-    last_started_at: datetime | None
-    last_duration_s: float | None
-    last_outcome: str
-    last_error: str
-    last_result: dict[str, Any]
-    next_run_at: datetime | None
-    runs: int
-    failures: int
-
-
-@dataclass(frozen=True)
-class MeshSnapshot:
-    taken_at: datetime
-    nodes: list[NodeStatus]
-    hubs: list[str]
-    summary: dict[str, int]
-    jobs: list[JobStatusView] = field(default_factory=list)
 
 
 def snapshot(
@@ -157,32 +124,213 @@ def finished_since(
     return [(tid, nid, state, at) for tid, nid, state, at in rows if at is not None]
 
 
-def diff_events(before: MeshSnapshot | None, after: MeshSnapshot) -> list[dict[str, Any]]:
-    """Node events between two snapshots: joined, left, status and policy changes."""
-    events: list[dict[str, Any]] = []
-    old = {node.id: node for node in before.nodes} if before else {}
+# --- the event stream: `mesh status --watch-events`, JSON lines, the admin API ---------------
+
+
+@dataclass(frozen=True)
+class Watching:
+    """The first event: the watch is live, so later changes will show."""
+
+    event: str = field(init=False, default="watching")
+    ts: datetime
+    nodes: int
+    hubs: list[str]
+
+
+@dataclass(frozen=True)
+class NodeAdded:
+    event: str = field(init=False, default="node_added")
+    node_id: str
+    name: str
+    status: str
+    ts: datetime
+
+
+@dataclass(frozen=True)
+class NodeStatusChanged:
+    """``event`` is node_joined (now online), node_left (offline), node_stale, node_revoked."""
+
+    event: str
+    node_id: str
+    name: str
+    status: str
+    previous: str
+    ts: datetime
+
+
+@dataclass(frozen=True)
+class PolicyChanged:
+    event: str = field(init=False, default="policy_changed")
+    node_id: str
+    name: str
+    sandbox: str
+    revision: int
+    ts: datetime
+
+
+@dataclass(frozen=True)
+class TaskFinished:
+    event: str = field(init=False, default="task_finished")
+    task_id: str
+    node_id: str
+    state: str
+    ts: datetime
+
+
+@dataclass(frozen=True)
+class AuditRecorded:
+    """An entry added to the audit log: an operator change, a node join, a refused call."""
+
+    event: str = field(init=False, default="audit")
+    seq: int
+    actor: str
+    actor_kind: str
+    source: str
+    action: str
+    target: str
+    outcome: str
+    ts: datetime
+
+    @classmethod
+    def of(cls, entry: audit.AuditView) -> AuditRecorded:
+        return cls(
+            entry.seq,
+            entry.actor,
+            entry.actor_kind,
+            entry.source,
+            entry.action,
+            entry.target,
+            entry.outcome,
+            entry.at,
+        )
+
+
+MeshEvent = Watching | NodeAdded | NodeStatusChanged | PolicyChanged | TaskFinished | AuditRecorded
+STATUS_EVENTS = {
+    "online": "node_joined",
+    "offline": "node_left",
+    "revoked": "node_revoked",
+    "stale": "node_stale",
+}
+
+
+@dataclass(frozen=True)
+class EventCursor:
+    """Where a watcher is: the snapshot its last events were taken from, and the instant
+    up to which it has seen tasks finish."""
+
+    snapshot: MeshSnapshot
+    since: datetime
+    audit_seq: int = 0  # the last audit entry told
+
+
+def start_events(session: Session, defaults: SandboxDefaults) -> tuple[Watching, EventCursor]:
+    """The "watching" event and the cursor to ask ``events_since`` with."""
+    snap = snapshot(session, defaults)
+    cursor = EventCursor(snap, snap.taken_at, audit.latest_seq(session))
+    return Watching(snap.taken_at, len(snap.nodes), snap.hubs), cursor
+
+
+def events_since(
+    session: Session, cursor: EventCursor, defaults: SandboxDefaults
+) -> tuple[list[MeshEvent], EventCursor]:
+    """What changed since ``cursor``, in order (node changes, tasks that finished, then
+    audit entries), and the cursor for the next ask."""
+    after = snapshot(session, defaults)
+    at = after.taken_at
+    events: list[MeshEvent] = []
+    old = {node.id: node for node in cursor.snapshot.nodes}
     for node in after.nodes:
         prior = old.get(node.id)
-        base = {"node_id": node.id, "name": node.name}
         if prior is None:
-            if before is not None:
-                events.append({"event": "node_added", **base, "status": node.status})
+            events.append(NodeAdded(node.id, node.name, node.status, at))
             continue
         if prior.status != node.status:
-            kind = {
-                "online": "node_joined",
-                "offline": "node_left",
-                "revoked": "node_revoked",
-                "stale": "node_stale",
-            }[node.status]
-            events.append({"event": kind, **base, "status": node.status, "previous": prior.status})
-        if prior.policy_revision != node.policy_revision:
+            kind = STATUS_EVENTS[node.status]
             events.append(
-                {
-                    "event": "policy_changed",
-                    **base,
-                    "sandbox": node.sandbox,
-                    "revision": node.policy_revision,
-                }
+                NodeStatusChanged(kind, node.id, node.name, node.status, prior.status, at)
             )
-    return events
+        if prior.policy_revision != node.policy_revision:
+            events.append(PolicyChanged(node.id, node.name, node.sandbox, node.policy_revision, at))
+    since = cursor.since
+    for task_id, node_id, state, finished_at in finished_since(session, since):
+        events.append(TaskFinished(task_id, node_id, state, finished_at))
+        since = max(since, finished_at)
+    seq = cursor.audit_seq
+    for entry in audit.entries_after(session, seq):
+        events.append(AuditRecorded.of(entry))
+        seq = entry.seq
+    return events, EventCursor(after, since, seq)
+
+
+# --- mesh status --check: one line and a nagios exit code ---------------------------------
+
+CHECK_LABELS = {CHECK_OK: "OK", CHECK_WARNING: "WARNING", CHECK_CRITICAL: "CRITICAL"}
+
+
+@dataclass(frozen=True)
+class CheckThresholds:
+    """Counts at or above which a check warns or is critical; None turns a level off."""
+
+    warn_offline: int | None = 1  # nodes offline or stale (revoked ones do not count)
+    crit_offline: int | None = None
+    warn_failed_jobs: int | None = 1  # maintenance jobs whose last run failed
+    crit_failed_jobs: int | None = None
+    crit_dead_hubs: int | None = 1  # hubs whose lease lapsed without a clean stop
+    min_hubs: int = 1  # fewer live hubs than this is critical
+
+
+def _level(count: int, warn: int | None, crit: int | None) -> int:
+    if crit is not None and count >= crit:
+        return CHECK_CRITICAL
+    if warn is not None and count >= warn:
+        return CHECK_WARNING
+    return CHECK_OK
+
+
+def health_check(
+    session: Session, defaults: SandboxDefaults, thresholds: CheckThresholds
+) -> HealthCheck:
+    """Judge the mesh against thresholds: offline/stale nodes, failed jobs, dead hubs."""
+    snap = snapshot(session, defaults, with_jobs=True)
+    down = [node.name for node in snap.nodes if node.status in ("offline", "stale")]
+    failed = [f"{job.job}@{job.hub_id}" for job in snap.jobs if job.last_outcome == "failed"]
+    dead = sorted(hubs.dead_hub_ids(session))
+    problems: list[tuple[int, str]] = []
+    level = _level(len(down), thresholds.warn_offline, thresholds.crit_offline)
+    if level:
+        problems.append((level, f"{len(down)} node(s) offline or stale: {', '.join(down[:5])}"))
+    level = _level(len(failed), thresholds.warn_failed_jobs, thresholds.crit_failed_jobs)
+    if level:
+        problems.append((level, f"{len(failed)} job(s) failing: {', '.join(failed[:5])}"))
+    level = _level(len(dead), None, thresholds.crit_dead_hubs)
+    if level:
+        problems.append((level, f"{len(dead)} dead hub(s): {', '.join(dead[:5])}"))
+    if len(snap.hubs) < thresholds.min_hubs:
+        problems.append(
+            (CHECK_CRITICAL, f"{len(snap.hubs)} live hub(s), fewer than {thresholds.min_hubs}")
+        )
+    status = max((level for level, _ in problems), default=CHECK_OK)
+    s = snap.summary
+    counts = (
+        f"{s['online']}/{s['nodes'] - s['revoked']} nodes online, {len(snap.hubs)} hub(s), "
+        f"{s['tasks_running']} running, {s['tasks_pending']} pending"
+    )
+    details = "; ".join(text for _, text in sorted(problems, key=lambda p: -p[0]))
+    perf = (
+        f"online={s['online']} offline={len(down)} failed_jobs={len(failed)} "
+        f"dead_hubs={len(dead)} hubs={len(snap.hubs)}"
+    )
+    summary = f"CORTEX {CHECK_LABELS[status]} - {details or counts}" + (
+        f" ({counts})" if details else ""
+    )
+    return HealthCheck(
+        status=status,
+        label=CHECK_LABELS[status],
+        summary=f"{summary} | {perf}",
+        problems=[text for _, text in problems],
+        offline_nodes=down,
+        failed_jobs=failed,
+        dead_hubs=dead,
+        live_hubs=len(snap.hubs),
+    )

@@ -49,24 +49,48 @@ class CredentialCache:
     def __len__(self) -> int:
         return len(self._entries)
 
-    async def authenticate(self, credential: str) -> NodeIdentity:
+    async def authenticate(self, credential: str, *, wait_s: float = 0.0) -> NodeIdentity:
+        """The node behind ``credential``, from memory when verified recently; a store
+        call otherwise, which waits its turn up to ``wait_s`` when the store queue is full
+        (stream opens of a reconnect storm) instead of being refused."""
         parts = split_token(NODE_PREFIX, credential)
         if parts is None:
             raise Unauthenticated("malformed node credential; rejoin with a new invite")
-        node_id, secret = parts
-        cached = self._entries.get(node_id)
+        who = self.cached(credential)
+        if who is not None:
+            return who
+        node = await self._executor.session(
+            nodes.authenticate,
+            credential,
+            timeout=max(self._deadline_s, wait_s),
+            wait_turn=wait_s > 0,
+        )
+        return self.remember(credential, NodeIdentity(node.id, node.name))
+
+    def cached(self, credential: str) -> NodeIdentity | None:
+        """The node behind ``credential`` if this hub verified it recently (no store call)."""
+        parts = split_token(NODE_PREFIX, credential)
+        if parts is None:
+            return None
+        cached = self._entries.get(parts[0])
         if (
             cached
             and time.monotonic() - cached[2] < CACHE_TTL_S
-            and secret_matches(secret, cached[0])
+            and secret_matches(parts[1], cached[0])
         ):
             return cached[1]
-        node = await self._executor.session(
-            nodes.authenticate, credential, timeout=self._deadline_s
-        )
-        who = NodeIdentity(node.id, node.name)
-        self._entries[node_id] = (hash_secret(secret), who, time.monotonic())
+        return None
+
+    def remember(self, credential: str, who: NodeIdentity) -> NodeIdentity:
+        """Keep a credential the store just verified as ``who``'s."""
+        parts = split_token(NODE_PREFIX, credential)
+        if parts is not None:
+            self._entries[who.node_id] = (hash_secret(parts[1]), who, time.monotonic())
         return who
+
+    def known(self, credential: str) -> bool:
+        """Whether ``credential`` is one this hub verified recently (no store call)."""
+        return self.cached(credential) is not None
 
     def forget(self, node_id: str) -> None:
         self._entries.pop(node_id, None)

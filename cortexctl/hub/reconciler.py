@@ -2,7 +2,8 @@
 
 It polls the change counter (one row) every poll interval, and on a change — or when a
 stream connects — pushes new policies, dispatches pending tasks, sends cancels for tasks
-the CLI ended, and closes the streams of revoked nodes.
+the CLI ended, and closes the streams of revoked nodes and of nodes whose newer stream is
+on another hub.
 """
 
 from __future__ import annotations
@@ -11,30 +12,15 @@ import asyncio
 import contextlib
 import logging
 import time
-from dataclasses import dataclass, field
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
-
-from cortexctl.core import changes, journal
-from cortexctl.core.sandbox import EffectivePolicy, effective_policy
+from cortexctl.core import changes, dispatch, journal
+from cortexctl.errors import Fenced, PermissionDenied, Unauthenticated
 from cortexctl.hub import convert
 from cortexctl.hub.runtime import HubRuntime
 from cortexctl.hub.streams import NodeStream
-from cortexctl.proto import mesh_pb2 as pb
-from cortexctl.store.models import Node, Task
 
 log = logging.getLogger("cortexctl.hub")
 FULL_PASS_S = 10.0  # a pass even without a change, as a safety net
-
-
-@dataclass
-class Plan:
-    policies: dict[str, EffectivePolicy] = field(default_factory=dict)
-    revoked: set[str] = field(default_factory=set)
-    rotated: set[str] = field(default_factory=set)
-    assignments: dict[str, list[pb.HubMessage]] = field(default_factory=dict)
-    ended: dict[str, str] = field(default_factory=dict)  # task id -> terminal state
 
 
 class Reconciler:
@@ -47,6 +33,8 @@ class Reconciler:
         last_pass = 0.0
         while True:
             try:
+                if self.rt.fenced:
+                    raise Fenced("the hub is fenced")  # it moves nothing until it rejoins
                 current = await self.rt.executor.session(changes.current, timeout=10.0)
                 woken = self.rt.wake_reconciler.is_set()
                 self.rt.wake_reconciler.clear()
@@ -55,6 +43,8 @@ class Reconciler:
                     seen, last_pass = current, time.monotonic()
             except asyncio.CancelledError:
                 raise
+            except Fenced:
+                seen = None  # a full pass once it has rejoined
             except Exception:
                 log.exception("reconcile pass failed; retrying")
             with contextlib.suppress(TimeoutError):
@@ -67,18 +57,41 @@ class Reconciler:
             stream.node_id: stream for stream in self.rt.streams.streams() if stream.closed is None
         }
         cached = self.rt.credentials.cached_hashes()
-        plan = await self.rt.executor.session(self._plan, streams, cached, write=True, timeout=30.0)
+        plan = await self.rt.executor.session(
+            dispatch.plan,
+            streams,
+            cached,
+            member=self.rt.member,
+            defaults=self.rt.options.sandbox,
+            draining=self.rt.draining or self.rt.fenced,
+            assign=convert.assignment,
+            write=True,
+            timeout=30.0,
+        )
         self.passes += 1
         for node_id in plan.revoked | plan.rotated:
             self.rt.credentials.forget(node_id)
+        for node_id in plan.revoked:
+            self.rt.uploads.cut(
+                node_id, PermissionDenied(f"node {node_id} was revoked by an operator")
+            )
+        for node_id in plan.rotated:
+            self.rt.uploads.cut(
+                node_id, Unauthenticated(f"the credential of node {node_id} was rotated")
+            )
+        for node_id, (hub_id, gen) in plan.superseded.items():
+            # The safety net behind the NOTIFY (a lost note, a LISTEN reconnecting).
+            self.rt.streams.superseded(node_id, gen, hub_id)
         for node_id, stream in streams.items():
+            if node_id in plan.superseded:
+                continue
             if node_id in plan.revoked:
-                stream.close(f"{stream.label} was revoked by an operator", "PERMISSION_DENIED")
+                stream.close(f"{stream.label} was revoked by an operator", PermissionDenied)
                 continue
             if node_id in plan.rotated:
                 stream.close(
                     f"the credential of {stream.label} was rotated; use the new one",
-                    "UNAUTHENTICATED",
+                    Unauthenticated,
                 )
                 continue
             policy = plan.policies.get(node_id)
@@ -97,81 +110,27 @@ class Reconciler:
                     stream.send(
                         convert.cancel(task_id, f"task ended {plan.ended[task_id]} in the journal")
                     )
+            unsent = []
             for message in plan.assignments.get(node_id, []):
-                stream.in_flight.add(message.assign.task_id)
-                stream.send(message)
-        await self._fail_orphans(streams, plan)
+                task_id = message.assign.task_id
+                if stream.send(message):
+                    stream.in_flight.add(task_id)
+                else:
+                    unsent.append(task_id)
+            if unsent:
+                await self._requeue(stream, unsent)
 
-    def _plan(
-        self, session: Session, streams: dict[str, NodeStream], cached: dict[str, str]
-    ) -> Plan:
-        plan = Plan()
-        ids = set(streams) | set(cached)
-        if not ids:
-            return plan
-        # Columns only, not ORM objects: this runs on every change with every stream in it,
-        # and a worker thread busy building objects holds the GIL the event loop needs.
-        rows = session.execute(
-            select(Node.id, Node.revoked_at, Node.credential_hash, Node.policy_revision).where(
-                Node.id.in_(ids)
-            )
+    async def _requeue(self, stream: NodeStream, task_ids: list[str]) -> None:
+        # Claimed for a stream that closed before they were sent: they never left the hub,
+        # so they are pending again, not failed.
+        await self.rt.executor.session(
+            journal.requeue_unsent,
+            task_ids,
+            stream.stream_id,
+            member=self.rt.member,
+            write=True,
+            timeout=30.0,
         )
-        stale_policy: set[str] = set()
-        live: set[str] = set()
-        for node_id, revoked_at, credential_hash, revision in rows:
-            if revoked_at is not None:
-                plan.revoked.add(node_id)
-            elif node_id in cached and cached[node_id] != credential_hash:
-                plan.rotated.add(node_id)
-            elif node_id in streams:
-                live.add(node_id)
-                if revision > streams[node_id].policy_revision_sent:
-                    stale_policy.add(node_id)
-        pending = (
-            set(
-                session.scalars(
-                    select(Task.node_id)
-                    .where(Task.state == journal.PENDING, Task.node_id.in_(live))
-                    .distinct()
-                )
-            )
-            if live
-            else set()
+        log.info(
+            "%d task(s) for %s go back to pending: its stream closed", len(task_ids), stream.label
         )
-        wanted = stale_policy | pending
-        if wanted:
-            for node in session.scalars(select(Node).where(Node.id.in_(wanted))):
-                if node.id in stale_policy:
-                    plan.policies[node.id] = effective_policy(node, self.rt.options.sandbox)
-                if node.id not in pending:
-                    continue
-                claimed = journal.claim_pending(
-                    session,
-                    node,
-                    hub_id=self.rt.hub_id,
-                    stream_id=streams[node.id].stream_id,
-                    defaults=self.rt.options.sandbox,
-                )
-                if claimed:
-                    plan.assignments[node.id] = [convert.assignment(task) for task in claimed]
-        in_flight = [task for stream in streams.values() for task in stream.in_flight]
-        plan.ended = journal.terminal_among(session, in_flight)
-        return plan
-
-    async def _fail_orphans(self, streams: dict[str, NodeStream], plan: Plan) -> None:
-        # A stream that closed while its tasks were being claimed will never run them.
-        for node_id, messages in plan.assignments.items():
-            stream = streams[node_id]
-            if stream.closed is not None and messages:
-                reason = (
-                    f"{stream.label} lost its stream before the task was sent: "
-                    f"{stream.closed.reason}"
-                )
-                await self.rt.executor.session(
-                    journal.fail_node_tasks,
-                    node_id,
-                    reason,
-                    stream_id=stream.stream_id,
-                    write=True,
-                    timeout=30.0,
-                )

@@ -4,18 +4,30 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine
+import time
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.orm import Session
+
 from cortexctl.config import Settings
-from cortexctl.core.sandbox import SandboxDefaults
+from cortexctl.core.hubs import Member
+from cortexctl.core.live_output import LiveOutput
+from cortexctl.core.mirrors import local_hub_ids
+from cortexctl.core.permissions import PRIVATE, HubModes, hub_modes
+from cortexctl.core.quotas import QuotaDefaults, quota_defaults
+from cortexctl.core.sandbox import SandboxDefaults, sandbox_defaults
+from cortexctl.errors import CortexError, Fenced
 from cortexctl.hub.auth import CredentialCache
 from cortexctl.hub.executor import StoreExecutor
+from cortexctl.hub.inflight import InFlightUploads
 from cortexctl.hub.ratelimit import FailureLimiter
+from cortexctl.hub.stalls import LoopMonitor
 from cortexctl.hub.streams import StreamRegistry
 from cortexctl.hub.sync_locks import SyncLockRegistry
+from cortexctl.hub.task_watch import TaskWatches
 
 log = logging.getLogger("cortexctl.hub")
 
@@ -24,16 +36,25 @@ log = logging.getLogger("cortexctl.hub")
 class HubOptions:
     hub_id: str
     heartbeat_interval_s: float = 5.0
+    lost_node_grace_s: float = 10.0
+    drain_timeout_s: float = 10.0
     handshake_deadline_s: float = 2.0
     poll_interval_s: float = 0.5
     auth_failure_limit: int = 20
+    max_connections: int = 0
+    lease_s: float = 15.0
+    handshake_timeout_s: float = 10.0
+    idle_timeout_s: float = 60.0
     presence_flush_s: float = 1.0
     sandbox: SandboxDefaults = SandboxDefaults()
     max_chunk_bytes: int = 1024 * 1024
     max_file_bytes: int = 1024**3
+    quotas: QuotaDefaults = QuotaDefaults()
+    free_space_reserve: str = "5%"
     lock_wait_s: float = 5.0
     lock_ttl_s: float = 600.0
     mirrors_dir: Path = Path("mirrors")
+    data_dir: Path | None = None  # where the hub ids of this host's processes are kept
     mirror_retention_s: float = 30 * 86400.0
     lock_gc_interval_s: float = 60.0
     mirror_gc_interval_s: float = 3600.0
@@ -41,39 +62,62 @@ class HubOptions:
     invite_retention_s: float = 7 * 86400.0
     journal_gc_interval_s: float = 3600.0
     journal_retention_s: float = 30 * 86400.0
+    task_expiry_interval_s: float = 5.0
+    modes: HubModes = PRIVATE  # folders and files the hub writes (store.group)
+    task_expiry_s: float = 0.0  # hub.task_expiry: 0, queued tasks never expire
+    audit_retention_s: float = 365 * 86400.0
+    audit_gc_interval_s: float = 3600.0
+
+    @property
+    def max_message_bytes(self) -> int:
+        """The largest message the hub takes, announced in the handshake."""
+        return self.max_chunk_bytes + 64 * 1024
+
+    @property
+    def transport_message_bytes(self) -> int:
+        """The server's grpc.max_receive_message_length: room for the whole result of an
+        agent that ignores the announced limit, so the hub itself sees such a message and
+        names the node, instead of the transport dropping the stream without a word."""
+        return max(self.max_message_bytes, 2 * self.sandbox.max_output_bytes + 64 * 1024)
 
     @classmethod
     def from_settings(cls, settings: Settings, hub_id: str) -> HubOptions:
+        hub, jobs, sync = settings.hub, settings.jobs, settings.sync
         return cls(
             hub_id=hub_id,
-            heartbeat_interval_s=settings["hub.heartbeat_interval"],
-            handshake_deadline_s=settings["hub.handshake_deadline"],
-            poll_interval_s=settings["hub.poll_interval"],
-            auth_failure_limit=settings["hub.auth_failure_limit"],
-            presence_flush_s=settings["jobs.presence_flush_interval"],
+            heartbeat_interval_s=hub.heartbeat_interval,
+            lost_node_grace_s=hub.lost_node_grace or 2 * hub.heartbeat_interval,
+            drain_timeout_s=hub.drain_timeout,
+            handshake_deadline_s=hub.handshake_deadline,
+            poll_interval_s=hub.poll_interval,
+            auth_failure_limit=hub.auth_failure_limit,
+            max_connections=hub.max_connections,
+            lease_s=hub.lease,
+            handshake_timeout_s=hub.handshake_timeout,
+            idle_timeout_s=hub.idle_timeout,
+            presence_flush_s=jobs.presence_flush_interval,
             sandbox=sandbox_defaults(settings),
-            max_chunk_bytes=settings["sync.max_chunk_bytes"],
-            max_file_bytes=settings["sync.max_file_bytes"],
-            lock_wait_s=settings["sync.lock_wait"],
-            lock_ttl_s=settings["sync.lock_ttl"],
+            max_chunk_bytes=sync.max_chunk_bytes,
+            max_file_bytes=sync.max_file_bytes,
+            quotas=quota_defaults(settings),
+            free_space_reserve=sync.free_space_reserve,
+            lock_wait_s=sync.lock_wait,
+            lock_ttl_s=sync.lock_ttl,
             mirrors_dir=settings.mirrors_dir,
-            mirror_retention_s=settings["sync.mirror_retention"],
-            lock_gc_interval_s=settings["jobs.lock_gc_interval"],
-            mirror_gc_interval_s=settings["jobs.mirror_gc_interval"],
-            invite_gc_interval_s=settings["jobs.invite_gc_interval"],
-            invite_retention_s=settings["jobs.invite_retention"],
-            journal_gc_interval_s=settings["jobs.journal_gc_interval"],
-            journal_retention_s=settings["jobs.journal_retention"],
+            data_dir=settings.data_dir,
+            mirror_retention_s=sync.mirror_retention,
+            lock_gc_interval_s=jobs.lock_gc_interval,
+            mirror_gc_interval_s=jobs.mirror_gc_interval,
+            invite_gc_interval_s=jobs.invite_gc_interval,
+            invite_retention_s=jobs.invite_retention,
+            journal_gc_interval_s=jobs.journal_gc_interval,
+            journal_retention_s=jobs.journal_retention,
+            task_expiry_interval_s=jobs.task_expiry_interval,
+            modes=hub_modes(settings.store.group),
+            task_expiry_s=hub.task_expiry,
+            audit_retention_s=jobs.audit_retention,
+            audit_gc_interval_s=jobs.audit_gc_interval,
         )
-
-
-def sandbox_defaults(settings: Settings) -> SandboxDefaults:
-    return SandboxDefaults(
-        mode=settings["sandbox.default_mode"],
-        allowed_commands=tuple(settings["sandbox.default_allowed_commands"]),
-        max_runtime_s=int(settings["sandbox.max_runtime"]),
-        max_output_bytes=settings["sandbox.max_output_bytes"],
-    )
 
 
 @dataclass
@@ -83,17 +127,44 @@ class HubRuntime:
     streams: StreamRegistry
     credentials: CredentialCache
     sync_locks: SyncLockRegistry = field(default_factory=SyncLockRegistry)
+    uploads: InFlightUploads = field(default_factory=InFlightUploads)
     auth_failures: FailureLimiter = field(default_factory=FailureLimiter)
     wake_reconciler: asyncio.Event = field(default_factory=asyncio.Event)
+    task_watches: TaskWatches = field(default_factory=TaskWatches)  # WaitTask, WatchTask
+    live_output: LiveOutput = field(default_factory=lambda: LiveOutput(0))
+    loop_monitor: LoopMonitor = field(default_factory=lambda: LoopMonitor(threshold_s=1.0))
     draining: bool = False
+    # The epoch this process holds its membership at (fencing token); 0 before it joins.
+    epoch: int = 0
+    # Another hub took this one over: it serves nothing until it has rejoined (hub/fencing.py).
+    fenced: bool = False
+    fences: int = 0  # how many times this hub fenced itself (metrics)
+    # Starts the fence (set by the server to ``Fence.trigger``): another hub took over.
+    on_fenced: Callable[[Fenced], None] = field(default=lambda err: None)
     _background: set[asyncio.Task[Any]] = field(default_factory=set)
+    _graces: set[asyncio.Task[Any]] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         self.auth_failures.max_failures = self.options.auth_failure_limit
+        self.live_output.cap = self.options.sandbox.max_output_bytes  # as for a result
+        # A stall as long as a heartbeat interval could make a live node look silent.
+        self.loop_monitor.threshold_s = max(0.1, self.options.heartbeat_interval_s)
 
     @property
     def hub_id(self) -> str:
         return self.options.hub_id
+
+    @property
+    def local_hubs(self) -> frozenset[str]:
+        """The hubs whose mirrors are this host's folder: this one, and the other processes
+        of `serve --processes N` (their ids are kept in the same data dir)."""
+        data_dir = self.options.data_dir
+        return frozenset({self.hub_id}) | (local_hub_ids(data_dir) if data_dir else frozenset())
+
+    @property
+    def member(self) -> Member:
+        """This hub as its moves of tasks name it (see ``core.hubs.hold``)."""
+        return Member(self.options.hub_id, self.epoch)
 
     def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
         """Run ``coro`` in the background, kept until done, awaited on shutdown."""
@@ -111,3 +182,56 @@ class HubRuntime:
         pending = list(self._background)
         if pending:
             await asyncio.wait(pending, timeout=timeout)
+
+    async def after_grace(self, grace_s: float, fail: Callable[[Session], int], what: str) -> int:
+        """Wait ``grace_s`` (more after a stall of this hub), then run ``fail`` in the store.
+
+        Cancelled by ``cancel_graces`` when the hub shuts down (its drain decides then).
+        """
+        task = asyncio.current_task()
+        if task is not None:
+            self._graces.add(task)
+        try:
+            deadline = time.monotonic() + grace_s
+            monitor = self.loop_monitor
+            while True:
+                await asyncio.sleep(max(monitor.tick_s, deadline - time.monotonic()))
+                if monitor.stalled_now():
+                    continue
+                # The hub could not answer during its own stall: a node trying to come back
+                # then gets a whole grace after it.
+                deadline = max(deadline, monitor.last_stall_end() + grace_s)
+                if time.monotonic() >= deadline:
+                    break
+            return await self.fail_with_retries(fail, what, f"after the {grace_s:g}s grace")
+        finally:
+            if task is not None:
+                self._graces.discard(task)
+
+    async def fail_with_retries(self, fail: Callable[[Session], int], what: str, when: str) -> int:
+        for delay in (0.5, 1.0, 2.0, 4.0, 8.0, None):
+            try:
+                failed = await self.executor.session(fail, write=True, timeout=30.0)
+            except Fenced as err:
+                # Another hub took over: it decided these tasks; nothing to retry here.
+                log.info("did not fail %s %s: %s", what, when, err)
+                return 0
+            except CortexError as err:
+                if delay is None:
+                    log.error(
+                        "could not fail %s %s (%s); `cortexctl journal fail NODE` will",
+                        what,
+                        when,
+                        err,
+                    )
+                    return 0
+                await asyncio.sleep(delay)
+                continue
+            if failed:
+                log.warning("failed %d of %s %s", failed, what, when)
+            return failed
+        return 0  # pragma: no cover - the loop always returns
+
+    def cancel_graces(self) -> None:
+        for task in list(self._graces):
+            task.cancel()

@@ -17,10 +17,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from cortexctl.core import clock
+from cortexctl.errors import CortexError
+from cortexctl.hub.stalls import ConditionLog
 
 log = logging.getLogger("cortexctl.jobs")
-# A job that runs every second is written to the store at most this often (or on a change).
-RECORD_EVERY_S = 30.0
+# A job that runs every second is written to the store at most this often (or on a change),
+# so `mesh status --jobs` is at most a second behind.
+RECORD_EVERY_S = 1.0
 
 JobFn = Callable[[], Awaitable[dict[str, Any] | None]]
 
@@ -58,6 +61,10 @@ class Scheduler:
         self.recorder = recorder
         self._tasks: list[asyncio.Task[None]] = []
         self._recorded: dict[str, tuple[float, str]] = {}  # job -> (when, outcome) recorded
+        self._record_failures = ConditionLog(log, "recording maintenance job runs")
+        self._conditions = {
+            job.name: ConditionLog(log, f"maintenance job {job.name}") for job in jobs
+        }
 
     def start(self) -> None:
         for job in self.jobs.values():
@@ -100,10 +107,14 @@ class Scheduler:
             status.failures += 1
             status.last_outcome = "failed"
             status.last_error = f"{type(err).__name__}: {err}"
-            log.exception(
-                "maintenance job %s failed; it runs again in %gs", job.name, job.interval_s
+            # A condition (a full disk, a store away) repeats every run: log it once, with
+            # a count when it changes or clears, and a traceback only for the unexpected.
+            self._conditions[job.name].failed(
+                f"{status.last_error}; it runs again every {job.interval_s:g}s",
+                traceback=not isinstance(err, CortexError),
             )
         else:
+            self._conditions[job.name].ok()
             status.last_outcome = "ok"
             status.last_error = ""
             status.last_result = dict(result or {})
@@ -117,8 +128,10 @@ class Scheduler:
                 await self.recorder(status)
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                log.warning("could not record the run of job %s", job.name, exc_info=True)
+            except Exception as err:
+                self._record_failures.failed(f"{type(err).__name__}: {err}")
+            else:
+                self._record_failures.ok()
 
     def _worth_recording(self, status: JobStatus) -> bool:
         """Record a change of outcome at once, frequent runs at most every RECORD_EVERY_S."""

@@ -1,14 +1,15 @@
-"""`cortexctl serve`: bootstrap, the gRPC server, background parts, graceful shutdown."""
+"""`cortexctl serve`: start-up, the gRPC server and its background parts, signals and
+graceful shutdown. The maintenance jobs are in `hub/jobs.py`, the TLS files in `hub/tls.py`."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
-import secrets
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,60 +18,36 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from cortexctl.addresses import is_loopback, split_address
+from cortexctl.addresses import check_transport, split_address
 from cortexctl.config import Settings
-from cortexctl.core import hubs, presence, recovery
-from cortexctl.core import status as core_status
-from cortexctl.core.mirrors import tune_malloc
-from cortexctl.core.views import to_jsonable
-from cortexctl.errors import Unavailable, UsageError
+from cortexctl.core import hubs, journal, recovery
+from cortexctl.core.permissions import hub_modes, secure_data_dir
+from cortexctl.errors import CortexError, Unavailable
+from cortexctl.hub import admin, convert, jobs, wakeup
+from cortexctl.hub.atomic import write_atomic
 from cortexctl.hub.auth import CredentialCache
+from cortexctl.hub.connections import ConnectionStats, connection_cap, fd_limit, raise_fd_limit
 from cortexctl.hub.executor import StoreExecutor
+from cortexctl.hub.fencing import Fence
+from cortexctl.hub.identity import hub_identity
 from cortexctl.hub.interceptors import ErrorMappingInterceptor
 from cortexctl.hub.reconciler import Reconciler
 from cortexctl.hub.runtime import HubOptions, HubRuntime
-from cortexctl.hub.scheduler import Job, JobStatus, Scheduler
+from cortexctl.hub.scheduler import Job, Scheduler
 from cortexctl.hub.servicer import AgentOrchestrator
+from cortexctl.hub.status_file import status_file_job
 from cortexctl.hub.streams import StreamRegistry
 from cortexctl.hub.sync_files import SyncFileHandler
+from cortexctl.hub.tls import TlsFiles
 from cortexctl.proto import mesh_pb2, mesh_pb2_grpc
-from cortexctl.store.engine import Store, upgrade
+from cortexctl.store.engine import Store, hold_single_hub_lock
+from cortexctl.store.listen import StreamMoved
+from cortexctl.tuning import tune_malloc
 
 log = logging.getLogger("cortexctl.hub")
 SERVICE_NAME = mesh_pb2.DESCRIPTOR.services_by_name["AgentOrchestrator"].full_name
 SHUTDOWN_GRACE_S = 5.0
-
-
-@dataclass(frozen=True)
-class TlsFiles:
-    cert: Path
-    key: Path
-    client_ca: Path | None = None
-
-    @classmethod
-    def from_options(
-        cls, cert: Path | None, key: Path | None, client_ca: Path | None
-    ) -> TlsFiles | None:
-        if cert is None and key is None:
-            if client_ca is not None:
-                raise UsageError("--tls-client-ca needs --tls-cert and --tls-key")
-            return None
-        if cert is None or key is None:
-            raise UsageError("TLS needs both --tls-cert and --tls-key")
-        return cls(cert, key, client_ca)
-
-    def server_credentials(self) -> grpc.ServerCredentials:
-        def read(path: Path) -> bytes:
-            try:
-                return path.read_bytes()
-            except OSError as err:
-                raise UsageError(f"cannot read {path}: {err.strerror}") from None
-
-        return grpc.ssl_server_credentials(
-            [(read(self.key), read(self.cert))],
-            root_certificates=read(self.client_ca) if self.client_ca else None,
-            require_client_auth=self.client_ca is not None,
-        )
+_SINGLE_HUB_LOCKS: list[int | None] = []  # held open for the life of the process
 
 
 @dataclass
@@ -83,224 +60,63 @@ class ServeOptions:
     metrics_listen: str = ""
     insecure: bool = False
     extra_jobs: list[Callable[[HubRuntime], Job]] = field(default_factory=list)
-
-
-def hub_identity(data_dir: Path) -> str:
-    """This hub's id, kept in its data dir so a restart knows the tasks it left behind."""
-    path = data_dir / "hub_id"
-    try:
-        existing = path.read_text().strip()
-        if existing:
-            return existing
-    except FileNotFoundError:
-        pass
-    data_dir.mkdir(parents=True, exist_ok=True)
-    hub_id = f"hub_{secrets.token_hex(6)}"
-    write_atomic(path, hub_id + "\n")
-    return hub_id
-
-
-def write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    # `serve --processes N`: N hub processes share the port (SO_REUSEPORT); the parent
+    # supervises them. ``instance`` is set in each child: its hub id, status file and
+    # metrics port are its own.
+    processes: int = 1
+    instance: int | None = None
 
 
 def prepare(
-    settings: Settings, listen: str, insecure: bool, tls: bool = False
-) -> tuple[Store, str]:
-    """Blocking start-up work, done before the event loop serves anything."""
-    host, _ = split_address(listen)
-    if not is_loopback(host) and not insecure and not tls:
-        raise UsageError(
-            f"refusing to listen on non-loopback {listen} without TLS; pass "
-            "--tls-cert/--tls-key, or --insecure if a trusted network is meant"
-        )
-    store = Store(settings.database_url, pool_size=settings["store.workers"] + 4)
-    before, after = upgrade(store)
-    if before != after:
-        log.info("store schema upgraded from %s to %s", before or "empty", after)
-    hub_id = hub_identity(settings.data_dir)
-    # Uploads of this hub's previous run died with it: free their leases and temp files.
-    from cortexctl.core.maintenance import run_gc_locks
-
-    stale = run_gc_locks(store, ttl_s=0, mirrors_dir=settings.mirrors_dir, hub_id=hub_id)
-    if stale["expired"]:
+    settings: Settings,
+    listen: str,
+    insecure: bool,
+    tls: bool = False,
+    instance: int | None = None,
+) -> tuple[Store, str, int]:
+    """Blocking start-up work, done before the event loop serves anything; returns the
+    store, this hub's id and the epoch it joined at."""
+    if check_transport(listen, insecure=insecure, tls=tls):
         log.warning(
-            "removed %d upload lease(s) left by this hub's previous run", len(stale["expired"])
+            "serving PLAINTEXT on non-loopback %s (--insecure): invite tokens, node "
+            "credentials, tasks and uploads cross the network unencrypted; use "
+            "--tls-cert/--tls-key unless this network is trusted",
+            listen,
         )
-    with store.session(write=True) as session:
-        failed = recovery.recover_hub(session, hub_id, "hub restarted before the task finished")
-        swept = recovery.sweep_dead_hubs(session, me=hub_id)
-        hubs.register_hub(session, hub_id, listen)
-    if failed:
-        log.warning("failed %d task(s) left in flight by this hub's previous run", failed)
-    for dead, count in swept.items():
+    # SQLite takes one hub: refuse a second one before touching anything.
+    _SINGLE_HUB_LOCKS.append(hold_single_hub_lock(settings.database_url))
+    modes = hub_modes(settings.store.group)
+    secure_data_dir(settings.data_dir, modes)
+    store = Store(
+        settings.database_url,
+        pool_size=settings.store.workers + 4,
+        modes=modes,
+        idle_in_transaction_s=hubs.idle_in_transaction_limit(
+            settings.store.idle_in_transaction_timeout, settings.hub.lease
+        ),
+    )
+    hub_id = hub_identity(settings.data_dir, instance, modes)
+    start = recovery.start_hub(
+        store,
+        hub_id,
+        address=listen,
+        lease_s=settings.hub.lease,
+        mirrors_dir=settings.mirrors_dir,
+    )
+    if start.schema_upgraded:
+        log.info(
+            "store schema upgraded from %s to %s",
+            start.schema_before or "empty",
+            start.schema_after,
+        )
+    if start.stale_uploads:
+        log.warning(
+            "removed %d upload lease(s) left by this hub's previous run", len(start.stale_uploads)
+        )
+    log.info("hub %s joined the store as a member (epoch %d)", hub_id, start.epoch)
+    for dead, count in start.recovered.items():
         log.warning("recovered dead hub %s: failed %d task(s)", dead, count)
-    return store, hub_id
-
-
-def core_jobs(rt: HubRuntime) -> list[Job]:
-    executor = rt.executor
-
-    async def flush_presence() -> dict[str, Any]:
-        batch = rt.streams.take_presence()
-        if not batch:
-            return {}
-        try:
-            await executor.session(presence.flush_presence, batch, write=True, timeout=10.0)
-        except BaseException:
-            rt.streams.restore_presence(batch)
-            raise
-        return {}
-
-    async def renew_lease() -> dict[str, Any]:
-        await executor.session(hubs.renew_hub, rt.hub_id, write=True, timeout=10.0)
-        return {}
-
-    async def sweep_dead_hubs() -> dict[str, Any]:
-        swept = await executor.session(
-            recovery.sweep_dead_hubs, write=True, timeout=30.0, me=rt.hub_id
-        )
-        return {"hubs_recovered": len(swept), "tasks_failed": sum(swept.values())}
-
-    async def sweep_credentials() -> dict[str, Any]:
-        return {"expired": rt.credentials.sweep(), "peers_forgotten": rt.auth_failures.sweep()}
-
-    return [
-        Job("presence_flush", rt.options.presence_flush_s, flush_presence),
-        Job("hub_lease", hubs.HUB_LEASE_S / 3, renew_lease),
-        Job("dead_hub_sweep", 30.0, sweep_dead_hubs),
-        Job("credential_cache_sweep", 60.0, sweep_credentials),
-        *sync_jobs(rt),
-        *retention_jobs(rt),
-    ]
-
-
-def retention_jobs(rt: HubRuntime) -> list[Job]:
-    """Spent invites and old journal rows: the same runs as `gc invites` and `gc tasks`."""
-    from functools import partial
-
-    from cortexctl.core import maintenance
-
-    opts, executor = rt.options, rt.executor
-
-    async def gc_invites() -> dict[str, Any]:
-        run = partial(
-            maintenance.run_gc_invites, executor.store, retention_s=opts.invite_retention_s
-        )
-        result = await executor.run(run, timeout=600.0, what="the invite GC")
-        return {"removed": result["count"], "skipped": result["skipped"]}
-
-    async def gc_tasks() -> dict[str, Any]:
-        run = partial(
-            maintenance.run_gc_tasks, executor.store, older_than_s=opts.journal_retention_s
-        )
-        result = await executor.run(run, timeout=600.0, what="the journal GC")
-        return {"removed": result["count"], "skipped": result["skipped"]}
-
-    return [
-        Job("invite_gc", opts.invite_gc_interval_s, gc_invites, run_at_start=True),
-        Job("journal_gc", opts.journal_gc_interval_s, gc_tasks, run_at_start=True),
-    ]
-
-
-def sync_jobs(rt: HubRuntime) -> list[Job]:
-    """Upload leases renewed while held; lock GC and mirror GC, the same runs as `gc ...`."""
-    from functools import partial
-
-    from cortexctl.core import locks, maintenance
-
-    opts, executor = rt.options, rt.executor
-
-    async def renew_sync_leases() -> dict[str, Any]:
-        renewals = [
-            locks.Renewal(held.node_id, held.path, held.sync_id, held.bytes_received)
-            for held in rt.sync_locks.holders()
-            if held.leased
-        ]
-        if renewals:
-            await executor.session(locks.renew_leases, renewals, write=True, timeout=10.0)
-        return {}
-
-    async def gc_locks() -> dict[str, Any]:
-        for held in rt.sync_locks.stale(opts.lock_ttl_s):
-            log.warning("upload of %s/%s has held its lock for long", held.node_id, held.path)
-        run = partial(
-            maintenance.run_gc_locks,
-            executor.store,
-            ttl_s=opts.lock_ttl_s,
-            mirrors_dir=opts.mirrors_dir,
-            held=rt.sync_locks.held(),
-            hub_id=rt.hub_id,
-        )
-        result = await executor.run(run, timeout=600.0, what="the lock GC")
-        return {"expired": len(result["expired"]), "removed_files": len(result["removed_files"])}
-
-    async def gc_mirrors() -> dict[str, Any]:
-        run = partial(
-            maintenance.run_gc_mirrors,
-            executor.store,
-            mirrors_dir=opts.mirrors_dir,
-            retention_s=opts.mirror_retention_s,
-            held_temp_paths=frozenset(held.temp_path for held in rt.sync_locks.holders()),
-        )
-        result = await executor.run(run, timeout=3600.0, what="the mirror GC")
-        return {key: result[key] for key in ("removed_files", "removed_bytes")}
-
-    return [
-        Job("sync_lease_renew", locks.LEASE_RENEW_S, renew_sync_leases),
-        Job("lock_gc", opts.lock_gc_interval_s, gc_locks),
-        Job("mirror_gc", opts.mirror_gc_interval_s, gc_mirrors),
-    ]
-
-
-def job_recorder(rt: HubRuntime) -> Callable[[JobStatus], Awaitable[None]]:
-    """Write each job run to the store, for `cortexctl mesh status --jobs`."""
-
-    async def record(status: JobStatus) -> None:
-        view = core_status.JobStatusView(
-            hub_id=rt.hub_id,
-            job=status.name,
-            interval_s=status.interval_s,
-            last_started_at=status.last_started_at,
-            last_duration_s=status.last_duration_s,
-            last_outcome=status.last_outcome,
-            last_error=status.last_error,
-            last_result=status.last_result,
-            next_run_at=status.next_run_at,
-            runs=status.runs,
-            failures=status.failures,
-        )
-        await rt.executor.session(
-            core_status.record_job_run, rt.hub_id, view, write=True, timeout=10.0
-        )
-
-    return record
-
-
-def status_file_job(rt: HubRuntime, path: Path, interval_s: float, address: str) -> Job:
-    """A JSON snapshot of the mesh, written atomically off the event loop."""
-
-    def write() -> dict[str, Any]:
-        with rt.executor.store.session() as session:
-            snap = core_status.snapshot(session, rt.options.sandbox, with_jobs=True)
-        document = {
-            "hub": {
-                "id": rt.hub_id,
-                "address": address,
-                "pid": os.getpid(),
-                "connected_nodes": len(rt.streams),
-            },
-            **to_jsonable(snap),
-        }
-        write_atomic(path, json.dumps(document, indent=2) + "\n")
-        return {}
-
-    async def run() -> dict[str, Any]:
-        return await rt.executor.run(write, timeout=30.0, what="the status file")
-
-    return Job("status_file", interval_s, run, run_at_start=True)
+    return store, hub_id, start.epoch
 
 
 class HubServer:
@@ -309,38 +125,61 @@ class HubServer:
     ``start()`` and ``stop()`` make it usable in-process (tests) as well as from `serve`.
     """
 
-    def __init__(self, settings: Settings, store: Store, hub_id: str, opts: ServeOptions) -> None:
+    def __init__(
+        self, settings: Settings, store: Store, hub_id: str, opts: ServeOptions, epoch: int = 0
+    ) -> None:
         self.settings = settings
         self.store = store
         self.opts = opts
         options = HubOptions.from_settings(settings, hub_id)
-        self.executor = StoreExecutor(store, workers=settings["store.workers"])
+        self.executor = StoreExecutor(store, workers=settings.store.workers)
         self.runtime = HubRuntime(
             options=options,
             executor=self.executor,
             streams=StreamRegistry(hub_id, options.heartbeat_interval_s),
             credentials=CredentialCache(self.executor, options.handshake_deadline_s),
+            epoch=epoch,
         )
+        self.fence = Fence(self.runtime, self._set_serving, lambda: self.address)
+        self.runtime.on_fenced = self.fence.trigger
+        self.executor.fence_observers.append(self.fence.trigger)
         self.servicer = AgentOrchestrator(self.runtime, sync_files=SyncFileHandler(self.runtime))
         self.health = health.aio.HealthServicer()
+        limit = fd_limit()
+        cap = connection_cap(limit, settings.store.workers + 4, options.max_connections)
+        self.connections = ConnectionStats(fd_limit=limit, cap=cap)
         self.scheduler: Scheduler | None = None
         self.address = ""
         self._server: grpc.aio.Server | None = None
         self._reconciler: asyncio.Task[None] | None = None
+        self._wakeup: wakeup.WakeUp | None = None
+        self._loop_monitor: asyncio.Task[None] | None = None
         self._metrics: Any = None
+        self.admin_auth = admin.AdminAuthInterceptor(self.runtime)
+        self.fatal: str | None = None  # why the hub stopped on its own
+        self.stopping = asyncio.Event()
 
     @property
     def hub_id(self) -> str:
         return self.runtime.hub_id
 
     def _grpc_server(self) -> grpc.aio.Server:
+        opts = self.runtime.options
         server = grpc.aio.server(
-            interceptors=[ErrorMappingInterceptor()],
+            interceptors=[ErrorMappingInterceptor(), self.admin_auth],
             options=[
-                ("grpc.so_reuseport", 0),
+                # Connections within what the open-file limit leaves; past the cap the C
+                # core closes a new connection at once. Those that never finish their
+                # handshake, or sit without a call, are closed after a grace period.
+                ("grpc.max_allowed_incoming_connections", self.connections.cap),
+                ("grpc.server_handshake_timeout_ms", int(opts.handshake_timeout_s * 1000)),
+                ("grpc.max_connection_idle_ms", int(opts.idle_timeout_s * 1000)),
+                # Off, so a second hub on a taken port fails at once; on for the processes
+                # of `serve --processes N`, which share one port.
+                ("grpc.so_reuseport", 1 if self.opts.processes > 1 else 0),
                 (
                     "grpc.max_receive_message_length",
-                    self.runtime.options.max_chunk_bytes + 64 * 1024,
+                    self.runtime.options.transport_message_bytes,
                 ),
                 ("grpc.max_send_message_length", 8 * 1024 * 1024),
                 ("grpc.keepalive_time_ms", 30_000),
@@ -355,9 +194,11 @@ class HubServer:
         mesh_pb2_grpc.add_AgentOrchestratorServicer_to_server(  # type: ignore[no-untyped-call]
             self.servicer, server
         )
+        admin.add_admin_service(self.runtime, server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(
-            (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+            (SERVICE_NAME, admin.SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME),
+            server,
         )
         return server
 
@@ -377,23 +218,110 @@ class HubServer:
             ) from None
         host, _ = split_address(opts.listen)
         self.address = f"{host}:{port}"
+        self._loop_monitor = asyncio.create_task(runtime.loop_monitor.run(), name="loop-monitor")
+        if not runtime.epoch:  # started in-process, without `prepare`: join now
+            runtime.epoch = await self.executor.session(
+                hubs.register_hub,
+                self.hub_id,
+                self.address,
+                runtime.options.lease_s,
+                write=True,
+                timeout=10.0,
+            )
+        await self._watch_previous_run()
         await server.start()
-        for name in ("", SERVICE_NAME):
-            await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
-        jobs = core_jobs(runtime) + [make(runtime) for make in opts.extra_jobs]
+        await self.executor.session(
+            hubs.set_address, self.hub_id, self.address, write=True, timeout=10.0
+        )
+        await self._set_serving(True)
+        scheduled = jobs.core_jobs(runtime) + [make(runtime) for make in opts.extra_jobs]
+        scheduled.append(jobs.connection_watch_job(runtime, self.connections))
+        identity = jobs.sqlite_identity(self.store)
+        if identity is not None:
+            scheduled.append(jobs.store_file_job(runtime, identity, self.fail))
         if opts.status_file is not None:
-            jobs.append(
+            scheduled.append(
                 status_file_job(runtime, opts.status_file, opts.status_interval_s, self.address)
             )
-        self.scheduler = Scheduler(jobs, recorder=job_recorder(runtime))
+        self.scheduler = Scheduler(scheduled, recorder=jobs.job_recorder(runtime))
         self.scheduler.start()
         if opts.metrics_listen:
             await self._start_metrics()
+        self._wakeup = wakeup.start(
+            self.store.url,
+            runtime.wake_reconciler,
+            on_stream_moved=self._stream_moved,
+            on_tasks=runtime.task_watches.changed,
+        )
         self._reconciler = asyncio.create_task(Reconciler(runtime).run(), name="reconciler")
         log.info(
-            "hub %s serving on %s (store %s)", self.hub_id, self.address, self.store.display_url
+            "hub %s serving on %s (store %s; at most %d connections, open-file limit %d)",
+            self.hub_id,
+            self.address,
+            self.store.display_url,
+            self.connections.cap,
+            self.connections.fd_limit,
         )
         return self.address
+
+    async def _set_serving(self, serving: bool) -> None:
+        """gRPC health of the hub (and of its service): NOT_SERVING while fenced."""
+        status = (
+            health_pb2.HealthCheckResponse.SERVING
+            if serving
+            else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        for name in ("", SERVICE_NAME):
+            await self.health.set(name, status)
+
+    def _stream_moved(self, moved: StreamMoved) -> None:
+        """NOTIFY: a node's stream opened on another hub while this one held one."""
+        if moved.from_hub_id != self.hub_id:
+            return
+        stream = self.runtime.streams.superseded(moved.node_id, moved.gen, moved.hub_id)
+        if stream is not None:
+            log.info(
+                "%s reconnected through hub %s (stream generation %d): closing the older "
+                "stream here",
+                stream.label,
+                moved.hub_id,
+                moved.gen,
+            )
+
+    async def _watch_previous_run(self) -> None:
+        """Give the tasks this hub's previous run left in flight the lost-node grace."""
+        runtime = self.runtime
+        streams = await self.executor.session(journal.in_flight_streams, self.hub_id, timeout=30.0)
+        if not streams:
+            return
+        grace = runtime.options.lost_node_grace_s
+        reason = (
+            f"hub {self.hub_id} restarted while the task was in flight and its node did not "
+            f"come back within the {grace:g}s grace"
+        )
+        log.info(
+            "this hub's previous run left tasks in flight on %d stream(s); their nodes have "
+            "%gs to come back",
+            len(streams),
+            grace,
+        )
+        runtime.spawn(
+            runtime.after_grace(
+                grace,
+                lambda session: journal.fail_stream_tasks(
+                    session, streams, reason, member=runtime.member, previous_run=True
+                ),
+                "the tasks this hub's previous run left in flight",
+            ),
+            "restart-grace",
+        )
+
+    def fail(self, message: str) -> None:
+        """Stop serving because of a condition the hub cannot recover from by itself."""
+        if self.fatal is None:
+            self.fatal = message
+            log.error("%s", message)
+            self.stopping.set()
 
     async def _start_metrics(self) -> None:
         from cortexctl.hub.metrics import HubCollector, start_metrics_server
@@ -405,7 +333,13 @@ class HubServer:
             self._metrics = await self.executor.run(
                 start_metrics_server,
                 listen,
-                HubCollector(self.runtime, self.scheduler, self.servicer),
+                HubCollector(
+                    self.runtime,
+                    self.scheduler,
+                    self.servicer,
+                    self.connections,
+                    self.admin_auth.stats,
+                ),
                 what="the metrics listener",
             )
         except OSError as err:
@@ -415,49 +349,106 @@ class HubServer:
         log.info("metrics on http://%s/metrics", listen)
 
     async def stop(self) -> None:
-        """Drain: NOT_SERVING, close streams, fail what was in flight, record the stop."""
+        """Drain: NOT_SERVING, let running tasks finish (drain timeout), fail the rest."""
         runtime = self.runtime
-        log.info("shutting down: draining streams (grace %gs)", SHUTDOWN_GRACE_S)
+        drain_s = 0.0 if self.fatal else runtime.options.drain_timeout_s
+        log.info(
+            "shutting down: no new work; running tasks have %gs to finish (drain timeout)",
+            drain_s,
+        )
         runtime.draining = True
+        await self.fence.wait()
+        runtime.cancel_graces()
         await self.health.enter_graceful_shutdown()
+        await self._drain(drain_s)
         for stream in runtime.streams.streams():
-            stream.close("the hub is shutting down; reconnect shortly", "UNAVAILABLE")
+            stream.close("the hub is shutting down; reconnect shortly", Unavailable)
         if self._server is not None:
             await self._server.stop(SHUTDOWN_GRACE_S)
         if self._reconciler is not None:
             self._reconciler.cancel()
             await asyncio.wait([self._reconciler], timeout=SHUTDOWN_GRACE_S)
+        if self._wakeup is not None:
+            await asyncio.to_thread(self._wakeup.stop)
         if self.scheduler is not None:
             await self.scheduler.stop()
         await runtime.drain_background(timeout=15.0)
+        if self._loop_monitor is not None:
+            self._loop_monitor.cancel()
         if self.scheduler is not None:
             await self.scheduler.run_once("presence_flush")
-        await self.executor.session(hubs.stop_hub, self.hub_id, write=True, timeout=10.0)
+        with contextlib.suppress(CortexError):
+            await self.executor.session(hubs.stop_hub, self.hub_id, write=True, timeout=10.0)
         if self._metrics is not None:
             await self.executor.run(self._metrics.shutdown, what="the metrics listener")
         log.info("hub %s stopped", self.hub_id)
 
+    async def _drain(self, drain_s: float) -> None:
+        """Wait up to ``drain_s`` for in-flight tasks to end, then fail and cancel the rest.
 
-async def run_hub(hub: HubServer) -> None:
-    """Serve until SIGTERM or SIGINT, then drain."""
+        Pending tasks never left the hub: they stay pending for the next hub to send.
+        """
+        runtime = self.runtime
+        deadline = asyncio.get_running_loop().time() + drain_s
+        while any(s.in_flight for s in runtime.streams.streams()):
+            if asyncio.get_running_loop().time() >= deadline:
+                break
+            await asyncio.sleep(0.1)
+        reason = (
+            f"hub {self.hub_id} was shutting down and the task did not finish within the "
+            f"{drain_s:g}s drain timeout"
+        )
+        if self.fatal:
+            reason = f"hub {self.hub_id} stopped: {self.fatal}"
+        if not self.fatal:  # a vanished store is not to be written to any more
+            # FAILED in the journal first, then the cancels: a node's answer to the cancel
+            # must not end the task CANCELLED before the journal says why it ended.
+            await runtime.fail_with_retries(
+                lambda session: journal.fail_own_tasks(session, runtime.member, reason),
+                "the tasks still in flight",
+                "at shutdown",
+            )
+        for stream in runtime.streams.streams():
+            for task_id in sorted(stream.in_flight):
+                stream.send(convert.cancel(task_id, reason))
+
+
+async def run_hub(hub: HubServer, early: list[int] | None = None) -> None:
+    """Serve until SIGTERM or SIGINT (or a fatal condition), then drain.
+
+    ``early`` holds the SIGTERMs that arrived while the hub was starting: it stops as soon
+    as it can, through the same drain, so a hub stopped during start-up leaves the store
+    as a clean stop does (its membership ended, not left live until its lease lapses).
+    """
     address = await hub.start()
-    stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
+        loop.add_signal_handler(signum, hub.stopping.set)
+    if early:
+        log.info("stopping: signal %d arrived while the hub was starting", early[0])
+        hub.stopping.set()
     if hub.opts.ready_file is not None:
         document = {"address": address, "hub_id": hub.hub_id, "pid": os.getpid()}
         await hub.executor.run(write_atomic, hub.opts.ready_file, json.dumps(document) + "\n")
-    await stop.wait()
+    await hub.stopping.wait()
     await hub.stop()
+    if hub.fatal:
+        raise Unavailable(hub.fatal)
 
 
 def serve(settings: Settings, opts: ServeOptions) -> None:
-    store, hub_id = prepare(settings, opts.listen, opts.insecure, tls=opts.tls is not None)
-    hub = HubServer(settings, store, hub_id, opts)
+    raise_fd_limit()  # before anything opens a file: the cap is sized from the result
+    # A SIGTERM (a supervisor's stop) before the loop's handlers: stop once started.
+    # Ctrl-C keeps interrupting at once: an operator may be waiting on a slow store.
+    early: list[int] = []
+    signal.signal(signal.SIGTERM, lambda number, _frame: early.append(number))
+    store, hub_id, epoch = prepare(
+        settings, opts.listen, opts.insecure, tls=opts.tls is not None, instance=opts.instance
+    )
+    hub = HubServer(settings, store, hub_id, opts, epoch)
     tune_malloc(hub.runtime.options.max_chunk_bytes)
     try:
-        asyncio.run(run_hub(hub))
+        asyncio.run(run_hub(hub, early))
     finally:
         hub.executor.shutdown()
         store.dispose()

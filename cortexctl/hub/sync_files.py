@@ -1,26 +1,38 @@
 """SyncFile: one file up from a node into its mirror, as PROTOCOL.md's SyncFile rules say.
 
-The handler takes the (node, path) lock from the SyncLockRegistry, buffers chunks and
+The handler takes the (node, path) lock from the SyncLockRegistry — and, where several
+hubs can share the store (PostgreSQL), then the path's store lease, which holds across
+hubs (`core.locks.claim_lease`; SQLite takes one hub, so its leases are only written in
+batches) — buffers chunks and
 hands them to the executor about a megabyte at a time (a thread hop per chunk costs
 throughput), and on the final chunk verifies size and sha256 before the file is fsynced and
 renamed into place. Whatever ends the stream — final chunk, error, cancellation,
 disconnect, hub shutdown — the lock is released at once and a background task removes the
-temporary file and deletes the upload's lease.
+temporary file and deletes the upload's lease. A completed upload's file record (size,
+sha256, this hub) is written in the same batch that ends its lease.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from cortexctl.core import locks
-from cortexctl.core.mirrors import DEFAULT_MODE, PartFile, check_sha256, check_sync_path
+from cortexctl.core import locks, mirrors, quotas
+from cortexctl.core.diskspace import FreeSpaceGuard
+from cortexctl.core.uploads import (
+    DEFAULT_MODE,
+    PartFile,
+    check_sha256,
+    check_sync_path,
+    regular_size,
+)
 from cortexctl.errors import (
-    Aborted,
+    Conflict,
     DataLoss,
     InvalidArgument,
     ResourceExhausted,
@@ -30,6 +42,7 @@ from cortexctl.hub.auth import NodeIdentity
 from cortexctl.hub.runtime import HubRuntime
 from cortexctl.hub.sync_locks import HeldLock
 from cortexctl.proto import mesh_pb2 as pb
+from cortexctl.store.engine import Store
 
 log = logging.getLogger("cortexctl.hub.sync")
 
@@ -39,14 +52,81 @@ LEASE_TIMEOUT_S = 30.0
 # A stream that sends nothing holds its path's lock; past this it is given up.
 MAX_IDLE_S = 60.0
 CLEANUP_ATTEMPTS = 8
+# Pauses between claims of a path another hub holds (doubling up to the last).
+CLAIM_RETRY_S = (0.05, 0.1, 0.2, 0.4)
+# A node's quota and usage as read from the store are reused this long for the check at
+# the start of an upload (the charge at its end is always exact, in the store).
+USAGE_CACHE_S = 1.0
+USAGE_CACHE_MAX = 4096
 
 
 @dataclass(eq=False)
 class _Upload:
     lock: HeldLock
     part: PartFile
+    usage: quotas.Usage | None = None
+    budget: int | None = None  # bytes the quota leaves this file; None: no byte quota
     writing: asyncio.Future[None] | None = None
     committed: bool = False
+    usage_delta: tuple[int, int] | None = None  # (bytes, files) to count in a batch
+    record: mirrors.FileRecord | None = None  # the completed file, recorded in a batch
+
+
+class _Charge:
+    """Counts a verified file against its node's mirror usage, just before the rename.
+
+    Runs on an executor worker inside ``PartFile.commit``. A node with a quota is charged
+    at once with one conditional UPDATE (refusing leaves nothing written); a node without
+    one has its usage counted in the next lease batch, off the upload's path.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        upload: _Upload,
+        defaults: quotas.QuotaDefaults,
+        hub_id: str = "",
+        shared: bool = False,
+    ) -> None:
+        self.store = store
+        self.upload = upload
+        self.defaults = defaults
+        self.hub_id = hub_id
+        self.shared = shared  # several hubs: the store lease must still be this upload's
+
+    def __call__(self, size: int, replaced: int | None) -> Callable[[], None] | None:
+        lock = self.upload.lock
+        node_id = lock.node_id
+        add_bytes = size - (replaced or 0)
+        add_files = 0 if replaced is not None else 1
+        usage = self.upload.usage
+        charge = usage is not None and usage.limited
+        if not charge:
+            self.upload.usage_delta = (add_bytes, add_files)
+            if not self.shared:
+                return None
+        with self.store.session(write=True) as session:
+            if self.shared and not locks.confirm_lease(
+                session,
+                node_id=node_id,
+                path=lock.path,
+                sync_id=lock.sync_id,
+                hub_id=self.hub_id,
+            ):
+                raise Conflict(
+                    f"the upload of {lock.path!r} lost its lease to another hub before it "
+                    "could be renamed into place (this hub stalled past the lease, or was "
+                    "taken over); nothing was written; upload it again"
+                )
+            if not charge:
+                return None
+            quotas.charge(session, node_id, add_bytes, add_files, self.defaults)
+
+        def undo() -> None:
+            with self.store.session(write=True) as session:
+                quotas.release(session, node_id, add_bytes, add_files)
+
+        return undo
 
 
 class _Outcome:
@@ -92,6 +172,8 @@ class LeaseWriter:
         self.rt = runtime
         self._starts: list[HeldLock] = []
         self._ends: list[HeldLock] = []
+        self._usage: dict[str, tuple[int, int]] = {}
+        self._records: list[mirrors.FileRecord] = []
         self._flusher: asyncio.Task[None] | None = None
         self.batches = 0
 
@@ -99,8 +181,20 @@ class LeaseWriter:
         self._starts.append(lock)
         self._kick()
 
-    def end(self, lock: HeldLock) -> None:
+    def end(
+        self,
+        lock: HeldLock,
+        usage: tuple[int, int] | None = None,
+        record: mirrors.FileRecord | None = None,
+    ) -> None:
+        """End a lease; ``usage`` (bytes, files) is what the upload adds to its node, and
+        ``record`` the file it completed."""
         self._ends.append(lock)
+        if record is not None:
+            self._records.append(record)
+        if usage is not None:
+            old = self._usage.get(lock.node_id, (0, 0))
+            self._usage[lock.node_id] = (old[0] + usage[0], old[1] + usage[1])
         self._kick()
 
     async def flushed(self) -> None:
@@ -117,11 +211,19 @@ class LeaseWriter:
             while self._starts or self._ends:
                 starts, self._starts = self._starts, []
                 ends, self._ends = self._ends, []
-                await self._write(starts, ends)
+                usage, self._usage = self._usage, {}
+                records, self._records = self._records, []
+                await self._write(starts, ends, usage, records)
         finally:
             self._flusher = None
 
-    async def _write(self, starts: list[HeldLock], ends: list[HeldLock]) -> None:
+    async def _write(
+        self,
+        starts: list[HeldLock],
+        ends: list[HeldLock],
+        usage: dict[str, tuple[int, int]],
+        records: list[mirrors.FileRecord],
+    ) -> None:
         hub_id = self.rt.hub_id
         begun = [
             locks.LeaseStart(held.node_id, held.path, held.sync_id, hub_id, held.temp_path)
@@ -131,7 +233,13 @@ class LeaseWriter:
         for number in range(CLEANUP_ATTEMPTS):
             try:
                 await self.rt.executor.session(
-                    locks.apply_lease_changes, begun, ended, write=True, timeout=LEASE_TIMEOUT_S
+                    _apply_changes,
+                    begun,
+                    ended,
+                    usage,
+                    records,
+                    write=True,
+                    timeout=LEASE_TIMEOUT_S,
                 )
             except Unavailable:
                 await asyncio.sleep(0.1 * 2**number)
@@ -146,6 +254,19 @@ class LeaseWriter:
         log.error("gave up writing %d upload lease change(s)", len(begun) + len(ended))
 
 
+def _apply_changes(
+    session: Any,
+    begun: list[locks.LeaseStart],
+    ended: list[locks.LeaseEnd],
+    usage: dict[str, tuple[int, int]],
+    records: list[mirrors.FileRecord],
+) -> None:
+    locks.apply_lease_changes(session, begun, ended)
+    mirrors.record_files(session, records)
+    for node_id, (add_bytes, add_files) in usage.items():
+        quotas.release(session, node_id, -add_bytes, -add_files)
+
+
 class SyncFileHandler:
     def __init__(self, runtime: HubRuntime) -> None:
         self.rt = runtime
@@ -157,6 +278,11 @@ class SyncFileHandler:
         self.failed = 0
         self.in_flight = 0  # read by the metrics collector, like bytes_received
         self.bytes_received = 0
+        self.space = FreeSpaceGuard(self.mirrors_dir, runtime.options.free_space_reserve)
+        # Several hubs can share a PostgreSQL store: there the path's lock is a store lease.
+        self.shared = runtime.executor.store.engine.dialect.name == "postgresql"
+        self.refused_quota = 0  # uploads refused by a node quota, for metrics
+        self._usage: dict[str, tuple[float, quotas.Usage]] = {}
 
     async def receive(
         self,
@@ -164,7 +290,29 @@ class SyncFileHandler:
         chunks: AsyncIterator[pb.FileChunk],
         context: Any = None,
     ) -> pb.FileSyncResult:
-        """Receive one upload from an authenticated node; raise a typed error to refuse it."""
+        """Receive one upload from an authenticated node; raise a typed error to refuse it.
+
+        The upload is registered while it runs, so that revoking the node cuts it at once
+        (the reconciler cancels it with the error it ends with).
+        """
+        task = asyncio.current_task()
+        assert task is not None
+        self.rt.uploads.add(who.node_id, task)
+        try:
+            return await self._receive_one(who, chunks)
+        except asyncio.CancelledError:
+            cut = self.rt.uploads.reason(task)
+            if cut is None:
+                raise
+            task.uncancel()
+            log.info("cut the upload of node %s: %s", who.node_id, cut)
+            raise cut from None
+        finally:
+            self.rt.uploads.discard(who.node_id, task)
+
+    async def _receive_one(
+        self, who: NodeIdentity, chunks: AsyncIterator[pb.FileChunk]
+    ) -> pb.FileSyncResult:
         if self.rt.draining:
             raise Unavailable("the hub is shutting down; upload again shortly")
         opts = self.rt.options
@@ -173,7 +321,7 @@ class SyncFileHandler:
             async with asyncio.timeout(self.idle_s):
                 first = await anext(iterator, None)
         except TimeoutError:
-            raise Aborted(f"no chunk arrived within {self.idle_s:g}s") from None
+            raise Conflict(f"no chunk arrived within {self.idle_s:g}s") from None
         if first is None:
             raise InvalidArgument("empty upload: send at least one chunk, the last with is_final")
         parts = check_sync_path(first.path)
@@ -182,14 +330,25 @@ class SyncFileHandler:
                 f"{first.path!r} is {first.total_size} bytes; this hub takes files of at "
                 f"most {opts.max_file_bytes} bytes (max_file_bytes)"
             )
+        await self._check_space(first.total_size)
         sync_id = uuid.uuid4().hex
-        part = PartFile(self.mirrors_dir / who.node_id, parts, sync_id)
+        part = PartFile(self.mirrors_dir / who.node_id, parts, sync_id, opts.modes)
+        usage = await self._usage_of(who.node_id)
+        budget = await self._admit(usage, part, first.total_size)
+        waited = time.monotonic()
         lock = await self.locks.acquire(who.node_id, part.path, sync_id, opts.lock_wait_s)
         lock.temp_path = str(part.temp_path)
-        upload = _Upload(lock, part)
+        if self.shared:
+            try:
+                await self._claim(lock, opts.lock_wait_s - (time.monotonic() - waited))
+            except BaseException:
+                self.locks.release(lock)
+                raise
+        upload = _Upload(lock, part, usage=usage, budget=budget)
         self.in_flight += 1
         try:
-            self.leases.start(lock)
+            if not self.shared:
+                self.leases.start(lock)
             result = await self._receive(upload, first, iterator)
             self.completed += 1
             return result
@@ -202,7 +361,7 @@ class SyncFileHandler:
             if upload.writing is not None:
                 _consume(upload.writing)
             if upload.committed:
-                self.leases.end(lock)
+                self.leases.end(lock, upload.usage_delta, upload.record)
             else:
                 self.rt.spawn(self._discard(upload), f"sync-end-{sync_id}")
 
@@ -244,6 +403,11 @@ class SyncFileHandler:
                             f"{path!r} grew past {opts.max_file_bytes} bytes, the largest "
                             "file this hub takes (max_file_bytes)"
                         )
+                    if upload.budget is not None and received + size > upload.budget:
+                        assert upload.usage is not None
+                        self.refused_quota += 1
+                        quotas.check_quota(upload.usage, received + size, 0)
+                        raise ResourceExhausted(f"{path!r} does not fit the node's mirror quota")
                     if announced is not None and received + size > announced:
                         raise DataLoss(
                             f"size mismatch for {path!r}: announced {announced} bytes, "
@@ -269,7 +433,7 @@ class SyncFileHandler:
                     chunk = next_chunk
                     idle.reschedule(loop.time() + self.idle_s)
         except TimeoutError:
-            raise Aborted(
+            raise Conflict(
                 f"no chunk of {path!r} arrived within {self.idle_s:g}s; upload given up"
             ) from None
         sha256 = check_sha256(chunk.sha256)
@@ -278,7 +442,8 @@ class SyncFileHandler:
             await writing
         outcome = await self.rt.executor.run(
             _Outcome,
-            upload.part.commit,
+            self._commit,
+            upload,
             pending,
             sha256,
             announced,
@@ -286,8 +451,13 @@ class SyncFileHandler:
             timeout=DISK_TIMEOUT_S,
             what="the mirror disk",
         )
-        size, digest = outcome.result()
+        try:
+            size, digest = outcome.result()
+        except ResourceExhausted:
+            self._usage.pop(lock.node_id, None)  # read it afresh next time
+            raise
         upload.committed = True
+        upload.record = mirrors.FileRecord(lock.node_id, path, size, digest, self.rt.hub_id)
         log.debug("node %s uploaded %s (%d bytes)", lock.node_id, path, size)
         return pb.FileSyncResult(path=path, size=size, sha256=digest)
 
@@ -300,9 +470,130 @@ class SyncFileHandler:
 
     async def _write(self, part: PartFile, blocks: list[bytes]) -> None:
         outcome = await self.rt.executor.run(
-            _Outcome, part.write, blocks, timeout=DISK_TIMEOUT_S, what="the mirror disk"
+            _Outcome,
+            self._write_blocks,
+            part,
+            blocks,
+            timeout=DISK_TIMEOUT_S,
+            what="the mirror disk",
         )
         outcome.result()
+
+    def _write_blocks(self, part: PartFile, blocks: list[bytes]) -> None:
+        """On a worker: keep the free-space reserve, then append (blocks, like PartFile)."""
+        self.space.check(sum(len(block) for block in blocks))
+        part.write(blocks)
+
+    def _commit(
+        self, upload: _Upload, blocks: list[bytes], sha256: str, size: int | None, mode: int
+    ) -> tuple[int, str]:
+        self.space.check(sum(len(block) for block in blocks))
+        charge = _Charge(
+            self.rt.executor.store, upload, self.rt.options.quotas, self.rt.hub_id, self.shared
+        )
+        return upload.part.commit(blocks, sha256, size, mode, before_rename=charge)
+
+    async def _claim(self, lock: HeldLock, wait_s: float) -> None:
+        """Take the path's store lease (several hubs), retrying until ``wait_s`` has passed;
+        ABORTED then, naming the hub that holds the path.
+
+        Given up (ABORTED, the client cancelling, shutdown), it ends the lease — only once
+        a claim still running on a worker has finished, so a claim that lands after the
+        upload was given up never outlives it.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + max(0.0, wait_s)
+        pauses = iter(CLAIM_RETRY_S)
+        while True:
+            attempt = asyncio.ensure_future(
+                self.rt.executor.session(
+                    locks.claim_lease,
+                    write=True,
+                    timeout=LEASE_TIMEOUT_S,
+                    node_id=lock.node_id,
+                    path=lock.path,
+                    sync_id=lock.sync_id,
+                    hub_id=self.rt.hub_id,
+                    hub_epoch=self.rt.epoch,
+                    temp_path=lock.temp_path,
+                )
+            )
+            try:
+                holder = await asyncio.shield(attempt)
+            except BaseException:
+                attempt.add_done_callback(lambda done: self._given_up(lock, done))
+                raise
+            if holder is None:
+                lock.leased = True
+                return
+            left = deadline - loop.time()
+            if left <= 0 and holder.hub_id:
+                where = f" ({holder.address})" if holder.address else ""
+                raise Conflict(
+                    f"{lock.path!r} is being uploaded via hub {holder.hub_id}{where} "
+                    f"({holder.bytes_received} bytes so far); gave up after waiting "
+                    f"{self.rt.options.lock_wait_s:g}s (sync.lock_wait); retry once that "
+                    "upload ends — if that hub died, its lease is freed within "
+                    f"{locks.STORE_LEASE_S:g}s, or at once when a survivor recovers it"
+                )
+            try:
+                await asyncio.sleep(max(0.0, min(next(pauses, CLAIM_RETRY_S[-1]), left)))
+            except BaseException:
+                self.leases.end(lock)
+                raise
+
+    def _given_up(self, lock: HeldLock, attempt: asyncio.Future[Any]) -> None:
+        """A claim whose upload was given up has finished: end whatever lease it took."""
+        if not attempt.cancelled():
+            attempt.exception()  # retrieved: it was the upload's error, already raised
+        self.leases.end(lock)
+
+    # --- admission: free-space reserve and quota, checked once at the start -------------
+
+    async def _check_space(self, announced: int) -> None:
+        """RESOURCE_EXHAUSTED while free space is below the reserve (a reading is cached)."""
+        if self.space.disabled:
+            return
+        if not self.space.fresh():
+            await self.rt.executor.run(self.space.refresh, timeout=DISK_TIMEOUT_S, what="statvfs")
+        self.space.check_admission(announced)
+
+    async def _usage_of(self, node_id: str) -> quotas.Usage | None:
+        """The node's quota and usage, read from the store at most once a second."""
+        now = time.monotonic()
+        cached = self._usage.get(node_id)
+        if cached is not None and now - cached[0] < USAGE_CACHE_S:
+            return cached[1]
+        usage = await self.rt.executor.session(
+            quotas.read_usage, node_id, self.rt.options.quotas, timeout=LEASE_TIMEOUT_S
+        )
+        if len(self._usage) >= USAGE_CACHE_MAX:  # bounded: drop what is stale, else all
+            for key in [k for k, (t, _) in self._usage.items() if now - t >= USAGE_CACHE_S]:
+                del self._usage[key]
+            if len(self._usage) >= USAGE_CACHE_MAX:
+                self._usage.clear()
+        if usage is not None:
+            self._usage[node_id] = (now, usage)
+        return usage
+
+    async def _admit(
+        self, usage: quotas.Usage | None, part: PartFile, announced: int
+    ) -> int | None:
+        """Check the quota from the announced size; return the bytes left for this file."""
+        if usage is None or not usage.limited:
+            return None
+        replaced = await self.rt.executor.run(
+            regular_size, part.final_path, timeout=DISK_TIMEOUT_S, what="the mirror disk"
+        )
+        credit = replaced or 0
+        add_files = 0 if replaced is not None else 1
+        reason = quotas.over_quota(usage, max(announced - credit, 0), add_files)
+        if reason:
+            self.refused_quota += 1
+            raise ResourceExhausted(reason + "; nothing was written")
+        if not usage.quota_bytes:
+            return None
+        return usage.quota_bytes - usage.used_bytes + credit
 
     async def _discard(self, upload: _Upload) -> None:
         """After a failed upload: remove the temp file (retrying), then end the lease."""

@@ -14,7 +14,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
-from cortexctl.errors import Aborted
+from cortexctl.errors import Conflict
 
 LockKey = tuple[str, str]  # (node id, path)
 
@@ -68,7 +68,7 @@ class SyncLockRegistry:
         if slot is None:
             self._slots[lock.key] = _Slot(lock)
             return lock
-        busy = Aborted(
+        busy = Conflict(
             f"{path!r} is being uploaded by another stream of this node; "
             f"gave up after waiting {wait_s:g}s (retry later)"
         )

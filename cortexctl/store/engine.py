@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-import time
+import os
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, cast
@@ -12,11 +13,14 @@ from sqlalchemy import CursorResult, Engine, Result, create_engine, event, exc, 
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-from cortexctl.errors import Conflict, Unavailable, UsageError
+from cortexctl.core.clock import Deadline
+from cortexctl.core.permissions import PRIVATE, HubModes, secure_sqlite_file
+from cortexctl.errors import Conflict, CortexError, InvalidArgument, Unavailable
+from cortexctl.redaction import redact_url
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
-# A database timeout set from a deadline fires a hair before it; count that as the deadline.
-DEADLINE_SLACK_S = 0.25
+# PostgreSQL's lock_not_available (lock_timeout) and query_canceled (statement_timeout)
+PG_TIMEOUT_STATES = frozenset({"55P03", "57014"})
 MIGRATIONS = Path(__file__).with_name("migrations")
 
 
@@ -26,25 +30,36 @@ def affected(result: Result[Any]) -> int:
 
 
 def make_engine(
-    url: str, *, pool_size: int = 10, busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS
+    url: str,
+    *,
+    pool_size: int = 10,
+    busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS,
+    modes: HubModes = PRIVATE,
+    idle_in_transaction_s: float = 0.0,
 ) -> Engine:
-    """Create the process's engine; SQLite gets WAL, busy_timeout, foreign keys."""
+    """Create the process's engine; SQLite gets WAL, busy_timeout, foreign keys, and a
+    database file private to the hub (or its group) before SQLite first opens it.
+
+    With ``idle_in_transaction_s`` PostgreSQL ends a session left that long inside a
+    transaction (``idle_in_transaction_session_timeout``): a hub frozen mid-transaction
+    (SIGSTOP, a GC pause, a partition) cannot hold the row locks a survivor needs to take
+    it over for longer than that."""
     try:
         parsed = make_url(url)
     except exc.ArgumentError:
-        raise UsageError(
-            f"bad database URL {url!r}: expected e.g. sqlite:///path/cortex.db "
+        raise InvalidArgument(
+            f"bad database URL {redact_url(url)!r}: expected e.g. sqlite:///path/cortex.db "
             "or postgresql+psycopg://user@host/db"
         ) from None
     if parsed.get_backend_name() == "sqlite":
         database = parsed.database or ""
         if database and database != ":memory:":
-            folder = Path(database).expanduser().parent
+            path = Path(database).expanduser()
             try:
-                folder.mkdir(parents=True, exist_ok=True)
+                secure_sqlite_file(path, modes)
             except OSError as err:
                 raise Unavailable(
-                    f"cannot create the data directory {folder}: "
+                    f"cannot create the store {path} in its data directory: "
                     f"{err.strerror}; set --data-dir to a writable place"
                 ) from None
         engine = create_engine(
@@ -63,20 +78,28 @@ def make_engine(
             pool_size=pool_size,
             max_overflow=pool_size,
             pool_pre_ping=True,
-            connect_args=_pg_connect_args(parsed),
+            connect_args=_pg_connect_args(parsed, idle_in_transaction_s),
         )
         if parsed.get_backend_name() == "postgresql":
             _configure_postgresql(engine)
         return engine
     except ModuleNotFoundError as err:
-        raise UsageError(
+        raise InvalidArgument(
             f"the database driver for {parsed.drivername} is not installed "
             f"({err.name}); install cortexctl[postgres]"
         ) from None
 
 
-def _pg_connect_args(url: Any) -> dict[str, Any]:
-    return {"connect_timeout": 5} if url.get_backend_name() == "postgresql" else {}
+def _pg_connect_args(url: Any, idle_in_transaction_s: float = 0.0) -> dict[str, Any]:
+    if url.get_backend_name() != "postgresql":
+        return {}
+    args: dict[str, Any] = {"connect_timeout": 5}
+    if idle_in_transaction_s > 0:
+        # Merged after any options= of the URL's own (libpq: the later -c wins).
+        ms = max(1, round(idle_in_transaction_s * 1000))
+        given = str(url.query.get("options", ""))
+        args["options"] = f"{given} -c idle_in_transaction_session_timeout={ms}".strip()
+    return args
 
 
 def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
@@ -119,41 +142,119 @@ def _configure_postgresql(engine: Engine) -> None:
             connection.exec_driver_sql(f"SET LOCAL statement_timeout = {wait_ms}")
 
 
-def _remaining_ms(deadline: float | None, default_ms: int) -> int:
-    if deadline is None:
-        return default_ms
-    return max(1, int((deadline - time.monotonic()) * 1000))
+def _remaining_ms(deadline: Deadline | None, default_ms: int) -> int:
+    return default_ms if deadline is None else deadline.remaining_ms()
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file of a SQLite store (None for another backend or an in-memory one)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return Path(parsed.database or "").expanduser().resolve()
+
+
+def hold_single_hub_lock(url: str) -> int | None:
+    """On SQLite, take the one-hub lock beside the store file for this process's life.
+
+    SQLite coordinates no hubs (no leases across hosts, one writer): a second hub on the
+    same file is refused here, before it listens. Returns the lock's descriptor (kept open
+    until the process exits; the kernel releases it even after kill -9), or None elsewhere.
+    """
+    import fcntl
+
+    path = sqlite_path(url)
+    if path is None:
+        return None
+    lock = path.with_name(path.name + ".hub.lock")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as err:
+        raise Unavailable(
+            f"cannot open the hub lock {lock}: {err.strerror}; set --data-dir to a writable place"
+        ) from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "another process"
+        os.close(fd)
+        raise Conflict(
+            f"another hub (pid {holder}) already serves the SQLite store {path}: SQLite "
+            "takes one hub; stop it, or use PostgreSQL for several hubs"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
 
 
 class Store:
     """Engine plus session factory; the caller owns each session (one per unit of work)."""
 
-    def __init__(self, url: str, *, pool_size: int = 10) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        pool_size: int = 10,
+        modes: HubModes = PRIVATE,
+        idle_in_transaction_s: float = 0.0,
+    ) -> None:
         self.url = url
-        self.engine = make_engine(url, pool_size=pool_size)
+        self.engine = make_engine(
+            url, pool_size=pool_size, modes=modes, idle_in_transaction_s=idle_in_transaction_s
+        )
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._write_sessions = sessionmaker(
             self.engine.execution_options(cortex_immediate=True), expire_on_commit=False
         )
+        # SQLite has one writer: this process's writers queue here, in order and awake,
+        # instead of each sleeping in SQLite's busy handler (its back-off sleeps reach
+        # 100 ms, the tail latency of a join burst). Other processes still meet the busy
+        # handler. PostgreSQL locks rows, not the database: no queue.
+        self._writer: threading.RLock | None = (
+            threading.RLock() if self.engine.dialect.name == "sqlite" else None
+        )
 
     @contextlib.contextmanager
-    def session(self, *, write: bool = False, deadline: float | None = None) -> Iterator[Session]:
+    def session(
+        self, *, write: bool = False, deadline: Deadline | None = None
+    ) -> Iterator[Session]:
         """A transaction: committed on success, rolled back on error.
 
         ``write=True`` takes SQLite's write lock at BEGIN, for read-then-write work. With a
-        ``deadline`` (a ``time.monotonic()`` value) the database gives up waiting for locks
-        when it passes, and a transaction that finishes after it is rolled back, never
-        committed: its caller has already been told UNAVAILABLE.
+        ``deadline`` the database gives up waiting for locks (and, on PostgreSQL, running
+        statements) when it passes, and a transaction that finishes after it is rolled back,
+        never committed: its caller has already been told UNAVAILABLE.
         """
         factory = self._write_sessions if write else self._sessions
-        with store_errors(self.url, deadline), factory() as session, session.begin():
+        with (
+            store_errors(self.url, deadline),
+            self._one_writer(write, deadline),
+            factory() as session,
+            session.begin(),
+        ):
             if deadline is not None:
-                if time.monotonic() >= deadline:
+                if deadline.passed():
                     raise Unavailable("the store was not reached before the deadline")
                 session.connection(execution_options={"cortex_deadline": deadline})
             yield session
-            if deadline is not None and time.monotonic() > deadline:
+            if deadline is not None and deadline.passed():
                 raise Unavailable("the store answered after the deadline; nothing was changed")
+
+    @contextlib.contextmanager
+    def _one_writer(self, write: bool, deadline: Deadline | None) -> Iterator[None]:
+        if not write or self._writer is None:
+            yield
+            return
+        wait_s = (
+            SQLITE_BUSY_TIMEOUT_MS / 1000 if deadline is None else max(0.0, deadline.remaining())
+        )
+        if not self._writer.acquire(timeout=wait_s):
+            raise Unavailable("the store's writer stayed busy past the deadline; retry shortly")
+        try:
+            yield
+        finally:
+            self._writer.release()
 
     def dispose(self) -> None:
         self.engine.dispose()
@@ -164,28 +265,50 @@ class Store:
 
 
 @contextlib.contextmanager
-def store_errors(url: str, deadline: float | None = None) -> Iterator[None]:
+def store_errors(url: str, deadline: Deadline | None = None) -> Iterator[None]:
     """Map driver errors to typed ones: a store that fails is UNAVAILABLE, not a traceback."""
     try:
         yield
-    except exc.IntegrityError as err:
-        raise Conflict(
-            f"a concurrent change conflicted ({str(err.orig).strip()}); try again"
-        ) from None
-    except (exc.OperationalError, exc.InterfaceError, exc.DatabaseError) as err:
-        if deadline is not None and time.monotonic() >= deadline - DEADLINE_SLACK_S:
-            # The database's own timeout (set from the deadline) fired first: say so the
-            # same way as when the executor's deadline does.
-            raise Unavailable(
-                "the store did not answer within the deadline "
-                f"({describe_operational_error(url, err)}); retry shortly"
-            ) from None
-        raise Unavailable(describe_operational_error(url, err)) from None
+    except exc.DBAPIError as err:
+        mapped = store_error(err, url, deadline)
+        if mapped is None:
+            raise
+        raise mapped from None
 
 
-def describe_operational_error(url: str, err: exc.DBAPIError) -> str:
+def store_error(
+    err: BaseException, url: str | None = None, deadline: Deadline | None = None
+) -> CortexError | None:
+    """The typed error for a database driver error, or None if ``err`` is not one.
+
+    The one place that decides: ``store_errors`` raises it inside a session, and the CLI's
+    edge uses it for a driver error that escaped one.
+    """
+    if isinstance(err, exc.IntegrityError):
+        return Conflict(f"a concurrent change conflicted ({str(err.orig).strip()}); try again")
+    if not isinstance(err, exc.OperationalError | exc.InterfaceError | exc.DatabaseError):
+        return None
+    if deadline is not None and _timed_out(err):
+        # Under a deadline the database's lock and statement timeouts are set from it, so
+        # its timeout is the deadline: say so the same way as when the executor's fires.
+        return Unavailable(
+            "the store did not answer within the deadline "
+            f"({describe_operational_error(url, err)}); retry shortly"
+        )
+    return Unavailable(describe_operational_error(url, err))
+
+
+def _timed_out(err: exc.DBAPIError) -> bool:
+    """Whether the database gave up waiting (busy_timeout, lock_timeout, statement_timeout)."""
+    if getattr(err.orig, "sqlstate", None) in PG_TIMEOUT_STATES:
+        return True
+    message = str(err.orig).lower()
+    return "database is locked" in message or "database is busy" in message
+
+
+def describe_operational_error(url: str | None, err: exc.DBAPIError) -> str:
     message = str(err.orig).strip().splitlines()[0] if err.orig else str(err)
-    shown = make_url(url).render_as_string(hide_password=True)
+    shown = make_url(url).render_as_string(hide_password=True) if url else "(the store)"
     if "locked" in message:
         return f"the store {shown} is busy ({message}); try again"
     if "no such table" in message or "does not exist" in message and "relation" in message:
@@ -232,20 +355,55 @@ def upgrade(store: Store, revision: str = "head") -> tuple[str | None, str]:
     if before == SCHEMA_HEAD and revision == "head":
         return before, before  # current: no need to load Alembic at all
     head, known = known_revisions()
-    if before is not None and before not in known:
-        raise UsageError(
-            f"the store is at schema revision {before}, which this cortexctl does "
-            "not know; upgrade cortexctl"
-        )
-    if before != head or revision != "head":
-        with store_errors(store.url), store.engine.begin() as connection:
-            command.upgrade(alembic_config(connection), revision)
-    return before, current_revision(store) or ""
+    with store_errors(store.url), schema_lock(store) as connection:
+        # Under the lock, look again: another hub may have just upgraded the schema.
+        before = _revision_on(connection)
+        if before is not None and before not in known:
+            raise InvalidArgument(
+                f"the store is at schema revision {before}, which this cortexctl does "
+                "not know; upgrade cortexctl"
+            )
+        if before != head or revision != "head":
+            with connection.begin():
+                command.upgrade(alembic_config(connection), revision)
+        return before, _revision_on(connection) or ""
+
+
+# pg_advisory_lock key of schema upgrades ("cortex" + 1): every hub and `db upgrade` takes
+# it, so any number of them starting at once on an empty database migrate it once.
+SCHEMA_LOCK_KEY = 0x636F72746578_0001
+
+
+@contextlib.contextmanager
+def schema_lock(store: Store) -> Iterator[Any]:
+    """A connection holding the store's schema lock (PostgreSQL; SQLite's write lock and
+    the single-hub rule serialise there), released when the block ends."""
+    with store.engine.connect() as connection:
+        if connection.dialect.name != "postgresql":
+            yield connection
+            return
+        connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": SCHEMA_LOCK_KEY})
+        connection.commit()
+        try:
+            yield connection
+        finally:
+            connection.rollback()
+            connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": SCHEMA_LOCK_KEY})
+            connection.commit()
+
+
+def _revision_on(connection: Any) -> str | None:
+    if not inspect(connection).has_table("alembic_version"):
+        connection.rollback()
+        return None
+    row = connection.execute(text("SELECT version_num FROM alembic_version")).first()
+    connection.rollback()
+    return None if row is None else str(row[0])
 
 
 # The newest migration; a test checks it matches the migrations directory, so the CLI can
 # check a store's schema with one query instead of importing Alembic.
-SCHEMA_HEAD = "0001"
+SCHEMA_HEAD = "0012_mirrorfiles"
 
 
 def ensure_current(store: Store) -> None:

@@ -14,8 +14,9 @@ import pytest
 from typer.testing import CliRunner
 
 from cortexctl.cli.completion import COMPLETE_VAR, SHELLS, completion_script
-from cortexctl.devtools.regen import REPO, stale_files
-from tests.helpers import cli_json, run_cli
+from tests import helpers
+from tests.helpers import run_cli
+from tools.regen import REPO, stale_files
 
 BASH = shutil.which("bash")
 CONSOLE_SCRIPTS = Path(sys.executable).parent  # the venv's bin, holding `cortexctl`
@@ -71,31 +72,12 @@ def bash_complete(words: str, env: dict[str, str] | None = None) -> list[str]:
 
 def add_node(name: str) -> str:
     """A node in the store the environment points at; returns its id."""
-    from cortexctl.config import load_settings
-    from cortexctl.core import nodes
-    from cortexctl.store.engine import Store
-
-    token = cli_json("invites", "create")["token"]
-    store = Store(load_settings().database_url)
-    try:
-        with store.session() as session:
-            joined = nodes.join_with_invite(
-                session,
-                token,
-                hostname="h",
-                requested_name=name,
-                agent_version="",
-                labels={},
-                capabilities=[],
-            )
-            return joined.node.id
-    finally:
-        store.dispose()
+    return helpers.add_node(name, permissive=False)
 
 
 def test_committed_scripts_are_current() -> None:
     assert stale_files(["completions"], write=False) == [], (
-        "run: python -m cortexctl.devtools.regen completions"
+        "run: .venv/bin/python tools/regen.py completions"
     )
 
 
@@ -108,7 +90,11 @@ def test_the_command_prints_the_committed_script(shell: str) -> None:
 
 
 def test_zsh_script_is_a_completion_function_file() -> None:
-    assert completion_script("zsh").startswith("#compdef cortexctl\n")
+    from typer.main import get_command
+
+    from cortexctl.cli.app import app
+
+    assert completion_script("zsh", get_command(app)).startswith("#compdef cortexctl\n")
 
 
 def test_an_unknown_shell_is_a_usage_error() -> None:

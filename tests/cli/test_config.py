@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import stat
 from pathlib import Path
@@ -42,22 +43,23 @@ class TestPath:
         result = run_cli("config", "path")
         assert result.exit_code == 0
         assert result.stdout == f"{user_config}\n"  # alone on stdout, for $(...)
-        assert "/etc/cortexctl/config.toml (missing)" in result.stderr
+        system = os.environ["CORTEX_SYSTEM_CONFIG"]
+        assert f"{system} (missing)" in result.stderr
         shown = json.loads(ok("config", "path", "--json"))
         assert shown["path"] == str(user_config)
         assert shown["exists"] is False
-        assert [entry["path"] for entry in shown["search_order"]] == [
-            str(user_config),
-            "/etc/cortexctl/config.toml",
-        ]
+        assert [entry["path"] for entry in shown["search_order"]] == [str(user_config), system]
 
-    def test_an_explicit_file_is_the_only_one(
+    def test_an_explicit_file_replaces_the_users_and_keeps_the_system_file(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         chosen = tmp_path / "elsewhere.toml"
         shown = json.loads(ok("--config", str(chosen), "config", "path", "--json"))
         assert shown["path"] == str(chosen)
-        assert shown["search_order"] == [{"path": str(chosen), "exists": False}]
+        assert shown["search_order"] == [
+            {"path": str(chosen), "exists": False},
+            {"path": os.environ["CORTEX_SYSTEM_CONFIG"], "exists": False},
+        ]
         monkeypatch.setenv("CORTEX_CONFIG", str(chosen))
         assert ok("config", "path") == f"{chosen}\n"
 
@@ -90,7 +92,7 @@ class TestShowAndGet:
         assert table.exit_code == 0
         lines = {line.split()[0]: line.split()[1:] for line in table.stdout.splitlines()[1:]}
         assert set(lines) == {setting.key for setting in SETTINGS}
-        assert lines["sync.lock_wait"] == ["9s", "file"]
+        assert lines["sync.lock_wait"] == ["9s", "file", str(user_config)]
         assert lines["hub.listen"] == ["127.0.0.1:7", "env", "CORTEX_LISTEN"]
         assert lines["sandbox.max_output_bytes"] == ["1MiB", "default"]
         assert f"config file: {user_config}" in table.stderr
@@ -214,7 +216,7 @@ class TestSet:
 
         monkeypatch.setattr("cortexctl.config.os.replace", refuse)
         assert_one_line_error(
-            run_cli("config", "set", "hub.listen", "x"),
+            run_cli("config", "set", "hub.listen", "0.0.0.0:1"),
             1,
             f"cannot write config file {user_config}: Permission denied",
         )
@@ -311,6 +313,8 @@ class TestBadFiles:
     def test_a_broken_file_can_still_be_replaced(self, user_config: Path) -> None:
         user_config.parent.mkdir(parents=True)
         user_config.write_text("[hub\n")
-        assert_one_line_error(run_cli("config", "set", "hub.listen", "x"), 2, "not valid TOML")
+        assert_one_line_error(
+            run_cli("config", "set", "hub.listen", "0.0.0.0:1"), 2, "not valid TOML"
+        )
         ok("config", "init", "--force")
         assert ok("config", "get", "hub.listen") == "127.0.0.1:50051\n"

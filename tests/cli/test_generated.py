@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from cortexctl.devtools.regen import stale_files
+from tools.regen import stale_files
 
 
 def test_protobuf_code_is_current() -> None:
-    assert stale_files(["proto"], write=False) == [], (
-        "run: python -m cortexctl.devtools.regen proto"
-    )
+    assert stale_files(["proto"], write=False) == [], "run: .venv/bin/python tools/regen.py proto"

@@ -40,7 +40,9 @@ TERMINAL = {"succeeded", "failed", "cancelled", "timed_out", "rejected"}
 def crash_hub(
     tmp_path: Path, store_env: dict[str, str], isolated_env: Path
 ) -> Iterator[tuple[SyncHub, Mesh]]:
-    with start_sync_hub(tmp_path, store_env, isolated_env, CORTEX_LOCK_WAIT="0s") as hub:
+    with start_sync_hub(
+        tmp_path, store_env, isolated_env, CORTEX_LOCK_WAIT="0s", CORTEX_DRAIN_TIMEOUT="1s"
+    ) as hub:
         mesh = Mesh(tmp_path, hub.hub.env, hub.hub)
         try:
             yield hub, mesh
@@ -98,17 +100,20 @@ def assert_clean(hub: SyncHub) -> None:
 
 def test_hub_killed_mid_upload_and_mid_task(crash_hub: tuple[SyncHub, Mesh]) -> None:
     hub, mesh = crash_hub
-    mesh.start_agent("worker", mesh.invite("--sandbox", "permissive"))
+    agent = mesh.start_agent("worker", mesh.invite("--sandbox", "permissive"))
     task_id = cli_json("tasks", "submit", "worker", "--script", "sleep 60")["id"]
     wait_until(
         lambda: cli_json("tasks", "show", task_id)["state"] == "running", 10, "the task to run"
     )
+    agent.kill()  # its node does not come back: the task fails after the grace
     with partial_upload(hub.address, hub.credential, "crash/half.bin"):
         wait_until(lambda: hub.leases() == 1 and hub.temp_files(), 15, "the upload to start")
         hub.hub.kill()
     assert hub.leases() == 1 and hub.temp_files()  # what a crash leaves behind
     hub.hub.start()
-    assert cli_json("tasks", "show", task_id)["state"] == "failed"
+    wait_until(
+        lambda: cli_json("tasks", "show", task_id)["state"] == "failed", 15, "the grace to pass"
+    )
     gc = cli_json("gc", "locks")
     assert gc["expired"] == []  # the restarted hub already cleaned up after itself
     assert_clean(hub)
@@ -143,6 +148,8 @@ def test_node_killed_mid_upload_frees_the_path_at_once(
             send(hub.address, [final(f"killed/{index}", b"new")], bearer(hub.credential))
         )
         assert code == grpc.StatusCode.OK, details
+    # Lease rows are written and removed in batches by one writer: wait for the last one.
+    wait_until(lambda: hub.leases() == 0, 30, "the new uploads' leases to be released")
     assert_clean(hub)
 
 

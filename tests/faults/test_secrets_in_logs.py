@@ -40,7 +40,7 @@ def test_no_secret_in_hub_or_agent_logs(tmp_path: Path, mesh: Mesh) -> None:
         ):
             with pytest.raises(grpc.RpcError):
                 stub.SyncConfiguration(request)
-    rotated = cli_json("nodes", "rotate-credential", "n1")["node_credential"]
+    rotated = cli_json("nodes", "rotate-credential", "n1", "--yes")["node_credential"]
     agent.stop()
     hub.stop()
     logs = hub.log() + agent.log()

@@ -15,7 +15,7 @@ import grpc
 import pytest
 from sqlalchemy import update
 
-from cortexctl.core import clock, hubs, locks, mirrors
+from cortexctl.core import clock, hubs, locks, uploads
 from cortexctl.core.admin_lock import admin_lock
 from cortexctl.proto import mesh_pb2 as pb
 from cortexctl.proto import mesh_pb2_grpc as pb_grpc
@@ -48,7 +48,7 @@ def dead_leases(hub: SyncHub, count: int) -> list[Path]:
             hubs.stop_hub(session, "hub_crashed")
             for index in range(count):
                 sync_id = os.urandom(16).hex()
-                temp = hub.node_mirror / "left" / mirrors.temp_name(sync_id)
+                temp = hub.node_mirror / "left" / uploads.temp_name(sync_id)
                 temp.parent.mkdir(parents=True, exist_ok=True)
                 temp.write_bytes(b"partial")
                 temps.append(temp)
@@ -131,14 +131,14 @@ def test_bad_durations_are_usage_errors(hub: SyncHub) -> None:
     ):
         result = run_cli(*args)
         assert result.exit_code == 2, args
-        assert "e.g. 30s, 10m, 12h, 7d" in result.stderr
+        assert "30s, 10m, 12h, 7d, 1h30m" in result.stderr
     assert run_cli("gc", "tasks").exit_code == 2  # --older-than is required
 
 
 def test_gc_mirrors_removes_revoked_nodes_and_orphans(hub: SyncHub) -> None:
     (hub.node_mirror / "keep").mkdir(parents=True)
     (hub.node_mirror / "keep" / "f.txt").write_bytes(b"hello")
-    orphan = hub.node_mirror / "keep" / mirrors.temp_name("a" * 32)
+    orphan = hub.node_mirror / "keep" / uploads.temp_name("a" * 32)
     orphan.write_bytes(b"xx")
     past = clock.now().timestamp() - 3600
     os.utime(orphan, (past, past))
@@ -155,7 +155,7 @@ def test_gc_mirrors_removes_revoked_nodes_and_orphans(hub: SyncHub) -> None:
     assert (hub.node_mirror / "keep" / "f.txt").exists()
     assert cli_json("gc", "mirrors")["removed_files"] == 0  # idempotent
 
-    cli_json("nodes", "revoke", "n1")
+    cli_json("nodes", "revoke", "n1", "--yes")
     done = cli_json("gc", "mirrors")
     assert [(n["node_id"], n["reason"]) for n in done["nodes"]] == [(hub.node_id, "revoked")]
     assert not hub.node_mirror.exists()

@@ -108,15 +108,3 @@ def test_health_and_reflection(fresh_store: Store, data_dir: Path) -> None:
     assert status == health_pb2.HealthCheckResponse.SERVING
     assert "cortex.mesh.v1.AgentOrchestrator" in services
     assert "grpc.health.v1.Health" in services
-
-
-def test_bench_measures_a_throwaway_hub() -> None:
-    from tests.helpers import cli_json
-
-    result = cli_json(
-        "bench", "--nodes", "5", "--duration", "1s", "--interval", "0.2s", "--tasks", "10"
-    )
-    assert result["nodes"] == 5
-    assert result["tasks"] == 10 and result["notes"] == []
-    assert result["heartbeats_acked"] > 0
-    assert result["handshakes_per_s"] > 0

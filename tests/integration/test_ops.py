@@ -19,6 +19,8 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from cortexctl.client import Hub as AdminHub
+from cortexctl.errors import EXIT_REFUSED, PermissionDenied
 from tests.conftest import wait_until
 from tests.helpers import CORTEXCTL, Hub, Mesh, cli_json
 
@@ -51,8 +53,8 @@ def test_mesh_status_follows_connect_freeze_and_revoke(tmp_path: Path, mesh: Mes
         wait_until(lambda: statuses(mesh)["frozen"] == "offline", 10, "frozen to be offline")
     finally:
         frozen.signal(signal.SIGCONT)
-    cli_json("nodes", "revoke", "doomed")
-    assert doomed.wait(15) == 1
+    cli_json("nodes", "revoke", "doomed", "--yes")
+    assert doomed.wait(15) == EXIT_REFUSED
     final = statuses(mesh)
     assert final["doomed"] == "revoked"
     assert final["steady"] == "online"
@@ -108,12 +110,23 @@ def test_watch_events_prints_json_lines(mesh: Mesh) -> None:
         cli_json("tasks", "submit", "n1", "--wait", "--script", "true")
         cli_json("nodes", "sandbox", "n1", "--strict")
         agent.kill()
+        wanted_audit = {("tasks.submit", "local"), ("nodes.sandbox", "local")}
+
+        def audited() -> set[tuple[str, str]]:
+            return {(e["action"], e["actor_kind"]) for e in events if e["event"] == "audit"}
+
+        # Until the last wanted event: a change's audit entry follows its own event.
         for line in watcher.stdout:
             events.append(json.loads(line))
             kinds = {e["event"] for e in events}
-            if {"task_finished", "policy_changed", "node_left"} <= kinds:
+            if {"task_finished", "policy_changed", "node_left"} <= kinds and (
+                wanted_audit <= audited()
+            ):
                 break
-        assert {e["node_id"] for e in events} == {mesh.node("n1")["id"]}
+        node_id = mesh.node("n1")["id"]
+        assert {e["node_id"] for e in events if e["event"] != "audit"} == {node_id}
+        # The audit log's entries are events too: the local submit and sandbox change.
+        assert wanted_audit <= audited()
         finished = next(e for e in events if e["event"] == "task_finished")
         assert finished["state"] == "succeeded"
     finally:
@@ -151,6 +164,17 @@ def test_status_file_metrics_and_health_drain(tmp_path: Path, mesh: Mesh) -> Non
     assert "cortex_connected_nodes 1.0" in text
     assert 'cortex_handshakes_total{outcome="joined"} 1.0' in text
     assert "cortex_heartbeats_total" in text and "cortex_store_queue_depth" in text
+    # The admin API's calls, their time and its refusals.
+    token = cli_json("admin-tokens", "create", "--role", "viewer", "--name", "v")["token"]
+    with AdminHub.connect(hub.address, token=token) as admin:
+        admin.nodes()
+        with pytest.raises(PermissionDenied):
+            admin.gc("invites", dry_run=True)
+    text = scrape()
+    assert 'cortex_admin_calls_total{code="OK",method="ListNodes"} 1.0' in text
+    assert 'cortex_admin_calls_total{code="PERMISSION_DENIED",method="RunGc"} 1.0' in text
+    assert 'cortex_admin_denials_total{code="PERMISSION_DENIED",method="RunGc"} 1.0' in text
+    assert 'cortex_admin_call_seconds_count{method="ListNodes"} 1.0' in text
 
     def jobs_ran() -> dict[str, dict[str, object]]:
         jobs = {j["job"]: j for j in cli_json("mesh", "status", "--jobs")["jobs"]}

@@ -39,9 +39,11 @@ def stalled_store(url: str) -> Iterator[None]:
         engine.dispose()
 
 
-def join(stub: pb_grpc.AgentOrchestratorStub, token: str) -> pb.NodeConfiguration:
+def join(
+    stub: pb_grpc.AgentOrchestratorStub, token: str, name: str = "raw"
+) -> pb.NodeConfiguration:
     reply: pb.NodeConfiguration = stub.SyncConfiguration(
-        pb.SyncConfigurationRequest(invite_token=token, requested_name="raw"), timeout=30
+        pb.SyncConfigurationRequest(invite_token=token, requested_name=name), timeout=30
     )
     return reply
 
@@ -81,13 +83,13 @@ def test_handshake_times_out_unavailable_while_heartbeats_flow(
             with stalled_store(database_url):
                 seen = len(acks)
                 with pytest.raises(grpc.RpcError) as caught:
-                    join(stub, late_token)
+                    join(stub, late_token, "raw-late")
                 assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
                 assert "did not answer within" in caught.value.details(), caught.value.details()
                 # Still inside the stall: the connected node's heartbeats are acknowledged.
                 wait_until(lambda: len(acks) >= seen + 5, 15, "acks during the stall")
             # The stall is over: the same token still works (the failed attempt used nothing).
-            assert join(stub, late_token).node_id
+            assert join(stub, late_token, "raw-late").node_id
         finally:
             stop.set()
             outgoing.put(None)

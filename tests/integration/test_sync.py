@@ -13,7 +13,6 @@ import socket
 import subprocess
 import sys
 import textwrap
-import urllib.request
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,13 +24,13 @@ from sqlalchemy import func, select
 
 from cortexctl.agent.state import Membership, save_membership
 from cortexctl.agent.syncer import upload_file
-from cortexctl.core.mirrors import TEMP_NAME
+from cortexctl.core.uploads import TEMP_NAME
 from cortexctl.proto import mesh_pb2 as pb
 from cortexctl.proto import mesh_pb2_grpc as pb_grpc
 from cortexctl.store.engine import Store
 from cortexctl.store.models import SyncLease
 from tests.conftest import wait_until
-from tests.helpers import CORTEXCTL, Hub, Mesh, child_env, cli_json
+from tests.helpers import CORTEXCTL, Hub, Mesh, child_env, cli_json, scrape
 
 pytestmark = pytest.mark.integration
 MIB = 1024 * 1024
@@ -61,11 +60,7 @@ class SyncHub:
         return self.data_dir / "mirrors" / self.node_id
 
     def metric(self, name: str) -> float:
-        with urllib.request.urlopen(f"http://{self.metrics}/metrics", timeout=5) as response:
-            for line in response.read().decode().splitlines():
-                if line.startswith(name + " "):
-                    return float(line.split()[1])
-        raise AssertionError(f"no metric {name}")
+        return scrape(self.metrics, name)
 
     def leases(self) -> int:
         store = Store(self.database_url, pool_size=1)
@@ -343,7 +338,7 @@ def test_two_thousand_aborted_uploads_leave_nothing_behind(
     tmp_path: Path, store_env: dict[str, str], isolated_env: Path
 ) -> None:
     # A lock wait of 0 turns any lock left behind into an immediate ABORTED below.
-    with start_sync_hub(tmp_path, store_env, isolated_env, CORTEX_LOCK_WAIT="0") as hub:
+    with start_sync_hub(tmp_path, store_env, isolated_env, CORTEX_LOCK_WAIT="0s") as hub:
         killed = subprocess.Popen(
             [sys.executable, "-c", KILLED_CLIENT, hub.address, hub.credential, "40"],
             stdout=subprocess.PIPE,

@@ -8,6 +8,7 @@ import shutil
 import signal
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import TypeVar
 
@@ -141,16 +142,55 @@ def test_strict_resolves_on_agent_path_not_task_path(workspace: Path) -> None:
     fake.write_text("#!/bin/sh\necho pwned\n")
     fake.chmod(0o755)
     spec = TaskSpec("t", argv=("echo", "ok"), env={"PATH": str(workspace)})
-    argv, _, env = prepare_command(strict("echo"), spec, workspace)
+    with pytest.raises(TaskRejected, match="PATH are not in this node's allowed_env"):
+        prepare_command(strict("echo"), spec, workspace)
+    # Even where the operator allows the task to set PATH, argv[0] comes from the agent's.
+    allowing = replace(strict("echo"), allowed_env=("PATH",))
+    argv, _, env = prepare_command(allowing, spec, workspace)
     assert argv[0] == shutil.which("echo")
     assert env["PATH"] == str(workspace)
 
 
-def test_strict_rejects_loader_variables(workspace: Path) -> None:
-    spec = TaskSpec("t", argv=("echo",), env={"LD_PRELOAD": "/tmp/x.so"})
-    with pytest.raises(TaskRejected, match="PERMISSIVE"):
-        prepare_command(strict("echo"), spec, workspace)
-    prepare_command(permissive(), spec, workspace)
+def test_strict_ignores_agent_path_entries_inside_the_workspace(
+    workspace: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake = workspace / "echo"
+    fake.write_text("#!/bin/sh\necho pwned\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{workspace}:.:{os.environ['PATH']}")
+    argv, _, env = prepare_command(strict("echo"), TaskSpec("t", argv=("echo",)), workspace)
+    assert argv[0] == shutil.which("echo", path=os.environ["PATH"].split(":", 2)[2])
+    assert str(workspace) not in env["PATH"].split(":") and "." not in env["PATH"].split(":")
+
+
+def test_strict_refuses_env_names_not_allowed(workspace: Path) -> None:
+    for name in ("LD_PRELOAD", "BASH_ENV", "BASH_FUNC_echo%%", "GIT_CONFIG_COUNT", "FOO"):
+        spec = TaskSpec("t", argv=("echo",), env={name: "x"})
+        with pytest.raises(TaskRejected, match="allowed_env"):
+            prepare_command(strict("echo"), spec, workspace)
+        prepare_command(permissive(), spec, workspace)
+
+
+def test_strict_env_is_minimal_plus_allowed_names(
+    workspace: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("BASH_ENV", "LC_ALL", "TZ", "TERM", "PYTHONPATH", "CORTEX_SECRET_TEST"):
+        monkeypatch.setenv(name, "from-the-agent")
+    policy = replace(strict("env"), allowed_env=("GREETING", "OTHER"))
+    spec = TaskSpec("t-env", argv=("env",), env={"GREETING": "hi"})
+    _, _, env = prepare_command(policy, spec, workspace)
+    assert set(env) == {"PATH", "HOME", "LANG", "CORTEX_TASK_ID", "GREETING"}
+    assert env["LANG"] == "C.UTF-8" and env["GREETING"] == "hi"
+    assert "from-the-agent" not in env.values()
+
+
+def test_strict_argv_pins(workspace: Path) -> None:
+    policy = replace(strict("ls"), allowed_prefixes=(("git", "status"), ("echo", "-n")))
+    prepare_command(policy, TaskSpec("t", argv=("git", "status", "--short")), workspace)
+    prepare_command(policy, TaskSpec("t", argv=("echo", "-n", "x")), workspace)
+    for argv in [("git",), ("git", "-c", "core.pager=sh", "status"), ("git", "log"), ("echo",)]:
+        with pytest.raises(TaskRejected, match="allowed prefix"):
+            prepare_command(policy, TaskSpec("t", argv=argv), workspace)
 
 
 def test_allowed_but_missing_command_rejected(workspace: Path) -> None:
@@ -283,7 +323,7 @@ def test_task_runs_in_cwd(workspace: Path) -> None:
 def test_env_scrubbed(workspace: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CORTEX_SECRET_TEST", "hunter2")
     spec = TaskSpec("t-env", argv=("env",), env={"GREETING": "hi there"})
-    out = run(TaskRunner(workspace), spec, strict("env"))
+    out = run(TaskRunner(workspace), spec, permissive())
     assert out.state == "succeeded", out.error
     env = dict(line.split("=", 1) for line in out.stdout.decode().splitlines())
     assert "CORTEX_SECRET_TEST" not in env

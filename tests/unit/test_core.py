@@ -8,10 +8,17 @@ from typing import Any
 
 import pytest
 
-from cortexctl.core import clock, invites, journal, nodes, presence
+from cortexctl.core import clock, features, invites, journal, nodes, presence
 from cortexctl.core.admin_lock import admin_lock
 from cortexctl.core.sandbox import SandboxDefaults
-from cortexctl.errors import Conflict, InvalidArgument, NotFound, PermissionDenied, Unauthenticated
+from cortexctl.errors import (
+    AlreadyExists,
+    Conflict,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    Unauthenticated,
+)
 from cortexctl.store.engine import Store
 from cortexctl.store.models import Invite
 
@@ -27,7 +34,7 @@ def join(store: Store, token: str, name: str = "n1") -> nodes.Joined:
             requested_name=name,
             agent_version="t",
             labels={},
-            capabilities=[],
+            capabilities=list(features.POLICY_FEATURES),
         )
 
 
@@ -120,10 +127,11 @@ def test_credentials_authenticate_until_revoked(fresh_store: Store) -> None:
         nodes.authenticate(session, joined.credential)
 
 
-def test_node_names_are_cleaned_and_unique(fresh_store: Store) -> None:
+def test_node_names_are_cleaned_and_never_suffixed(fresh_store: Store) -> None:
     token = new_invite(fresh_store, uses=3)
-    names = [join(fresh_store, token, "web 01/../x").node.name for _ in range(3)]
-    assert names == ["web-01-..-x", "web-01-..-x-2", "web-01-..-x-3"]
+    assert join(fresh_store, token, "web 01/../x").node.name == "web-01-..-x"
+    with pytest.raises(AlreadyExists, match="already taken"):
+        join(fresh_store, token, "web 01/../x")  # no silent "-2": the operator decides
 
 
 def test_unconfigured_nodes_are_strict_and_sandbox_changes_bump_the_revision(

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select, update
 
-from cortexctl.core import clock, hubs, invites, journal, locks, maintenance, mirrors, nodes
+from cortexctl.core import clock, hubs, invites, journal, locks, maintenance, nodes, uploads
 from cortexctl.core.admin_lock import admin_lock
 from cortexctl.core.sandbox import SandboxDefaults
 from cortexctl.store.engine import Store
@@ -37,7 +37,7 @@ def add_lease(
     store: Store, mirrors_dir: Path, node_id: str, path: str, hub_id: str, idle_s: float
 ) -> Path:
     sync_id = os.urandom(16).hex()
-    temp = mirrors_dir / node_id / mirrors.temp_name(sync_id)
+    temp = mirrors_dir / node_id / uploads.temp_name(sync_id)
     temp.parent.mkdir(parents=True, exist_ok=True)
     temp.write_bytes(b"partial")
     with store.session(write=True) as session:
@@ -166,10 +166,10 @@ def test_gc_mirrors(fresh_store: Store, tmp_path: Path, hubs_live_and_dead: None
         (mirrors_dir / node / "sub").mkdir(parents=True)
         (mirrors_dir / node / "sub" / "f.txt").write_bytes(b"12345")
     (mirrors_dir / fresh / "empty" / "deeper").mkdir(parents=True)
-    orphan = mirrors_dir / fresh / "sub" / mirrors.temp_name("a" * 32)
+    orphan = mirrors_dir / fresh / "sub" / uploads.temp_name("a" * 32)
     orphan.write_bytes(b"xy")
     age(mirrors_dir)
-    young = mirrors_dir / fresh / mirrors.temp_name("b" * 32)
+    young = mirrors_dir / fresh / uploads.temp_name("b" * 32)
     young.write_bytes(b"young")
     live_temp = add_lease(fresh_store, mirrors_dir, fresh, "busy", "hub_live", idle_s=0)
     add_lease(fresh_store, mirrors_dir, uploading, "busy", "hub_live", idle_s=0)

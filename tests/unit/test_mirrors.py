@@ -1,4 +1,4 @@
-"""Mirror paths, the upload's temp file, and the file-system half of `gc mirrors`."""
+"""Mirror paths and the upload's temp file (core.uploads); mirror listing and GC."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from cortexctl.core import mirrors
-from cortexctl.core.mirrors import PartFile, check_sync_path
+from cortexctl.core import mirrors, uploads
+from cortexctl.core.uploads import PartFile, check_sync_path
 from cortexctl.errors import DataLoss, InvalidArgument
 
 SHA_EMPTY = hashlib.sha256(b"").hexdigest()
@@ -115,7 +115,7 @@ def test_listing_skips_partial_uploads(tmp_path: Path) -> None:
     root = tmp_path / "nd_1"
     (root / "d").mkdir(parents=True)
     (root / "d" / "f").write_bytes(b"12345")
-    (root / "d" / mirrors.temp_name("2" * 32)).write_bytes(b"partial")
+    (root / "d" / uploads.temp_name("2" * 32)).write_bytes(b"partial")
     (root / "link").symlink_to("/etc/passwd")
     files = [(rel, info.st_size) for rel, info in mirrors.walk_files(root)]
     assert ("d/f", 5) in files
@@ -124,7 +124,7 @@ def test_listing_skips_partial_uploads(tmp_path: Path) -> None:
 def test_orphan_temps_respect_keep_and_grace(tmp_path: Path) -> None:
     root = tmp_path / "nd_1"
     (root / "d").mkdir(parents=True)
-    old, kept, young = (root / "d" / mirrors.temp_name(c * 32) for c in "345")
+    old, kept, young = (root / "d" / uploads.temp_name(c * 32) for c in "345")
     for path in (old, kept, young):
         path.write_bytes(b"xx")
     past = time.time() - 3600

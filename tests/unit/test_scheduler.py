@@ -82,3 +82,31 @@ def test_run_once_runs_a_job_now() -> None:
 
     status = asyncio.run(scenario())
     assert (status.runs, status.last_outcome, status.last_result) == (1, "ok", {"n": 1})
+
+
+def test_a_frequent_job_is_recorded_every_second_so_mesh_status_jobs_is_current(
+    monkeypatch: Any,
+) -> None:
+    """`mesh status --jobs` reads what the recorder wrote: at most a second behind."""
+    from cortexctl.hub import scheduler as module
+
+    clock = [1000.0]
+    monkeypatch.setattr(module.time, "monotonic", lambda: clock[0])
+    recorded: list[int] = []
+
+    async def job() -> dict[str, Any]:
+        return {}
+
+    async def record(status: Any) -> None:
+        recorded.append(status.runs)
+
+    async def scenario() -> None:
+        scheduler = Scheduler([Job("presence_flush", 1.0, job)], recorder=record)
+        for _ in range(5):
+            await scheduler.run_once("presence_flush")
+            clock[0] += 1.0
+        clock[0] -= 0.5
+        await scheduler.run_once("presence_flush")  # half a second after the last: not yet
+
+    asyncio.run(scenario())
+    assert recorded == [1, 2, 3, 4, 5]

@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from cortexctl.errors import Aborted
+from cortexctl.errors import Conflict
 from cortexctl.hub.sync_locks import SyncLockRegistry
 
 
@@ -52,9 +52,9 @@ def test_busy_past_the_wait_is_aborted_and_leaves_no_waiter() -> None:
     async def scenario() -> None:
         registry = SyncLockRegistry()
         holder = await registry.acquire("nd_1", "a", "s1", 1.0)
-        with pytest.raises(Aborted, match="gave up after waiting"):
+        with pytest.raises(Conflict, match="gave up after waiting"):
             await registry.acquire("nd_1", "a", "s2", 0.05)
-        with pytest.raises(Aborted):
+        with pytest.raises(Conflict):
             await registry.acquire("nd_1", "a", "s3", 0)
         assert registry.waiting() == 0
         registry.release(holder)

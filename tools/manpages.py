@@ -1,5 +1,8 @@
 """Man pages from the CLI's own help: man/cortexctl.1 and one page per command and group.
 
+Dev tooling (tools/regen.py man): it needs click-man, from the test extra, so it lives in
+the checkout and not in the package.
+
 click-man lays out each page (title, NAME, SYNOPSIS, DESCRIPTION, OPTIONS). Its own
 walker cannot be used: it builds click contexts and keeps only ``click.Option``
 parameters, while typer runs on its own copy of click, so the pages would have no options.
@@ -14,29 +17,10 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from cortexctl.errors import (
-    EXIT_CONFLICT,
-    EXIT_FAILED,
-    EXIT_NOT_FOUND,
-    EXIT_OK,
-    EXIT_UNAVAILABLE,
-    EXIT_USAGE,
-)
+from cortexctl.errors import EXIT_CODES
 
 PROG_NAME = "cortexctl"
 HELP_WIDTH = 80  # help is laid out by groff, but pin what click might measure
-EXIT_STATUS: tuple[tuple[int, str], ...] = (
-    (EXIT_OK, "Success."),
-    (
-        EXIT_FAILED,
-        "The operation failed, e.g. a task did not succeed or a file could not be written.",
-    ),
-    (EXIT_USAGE, "Usage error: a bad option, argument or value, or a bad config file."),
-    (EXIT_NOT_FOUND, "Not found: no such node, task, invite or setting."),
-    (EXIT_UNAVAILABLE, "Unavailable: the store or the hub cannot be reached, or is busy."),
-    (EXIT_CONFLICT, "Conflict: the change clashes with the current state, e.g. a file exists."),
-    (130, "Interrupted (Ctrl-C)."),
-)
 _EXAMPLE = re.compile(r"^\s*Example:\s*(?P<command>.+?)\s*$")
 
 
@@ -44,10 +28,12 @@ def man_pages() -> list[tuple[str, str]]:
     """(file name, roff text) of the page of every visible command and group."""
     from typer.main import get_command
 
-    from cortexctl.cli.app import app
+    from cortexctl.cli.app import app, polish_tree
 
     pages: list[tuple[str, str]] = []
-    _walk(get_command(app), PROG_NAME, None, pages)
+    root = get_command(app)
+    polish_tree(root)
+    _walk(root, PROG_NAME, None, pages)
     return pages
 
 
@@ -170,8 +156,8 @@ def _example_block(example: str) -> list[str]:
 
 def _exit_status_section() -> str:
     lines = [".SH EXIT STATUS"]
-    for code, meaning in EXIT_STATUS:
-        lines += [".TP", f".B {code}", _roff(meaning)]
+    for row in EXIT_CODES:
+        lines += [".TP", f".B {row.code}", _roff(row.meaning[0].upper() + row.meaning[1:] + ".")]
     return "\n".join(lines)
 
 

@@ -1,10 +1,12 @@
-"""Regenerate every generated file: protobuf code, shell completions, man pages.
+"""Regenerate every generated file: protobuf code, shell completions, man pages, the
+role tables of the docs.
 
-    python -m cortexctl.devtools.regen          # rewrite what is stale
-    python -m cortexctl.devtools.regen --check  # exit 1 and list what is stale
+    .venv/bin/python tools/regen.py          # rewrite what is stale
+    .venv/bin/python tools/regen.py --check  # exit 1 and list what is stale
 
 Generated files are committed so a checkout works without the generators; the test
-suite runs ``--check`` so a stale file fails CI.
+suite runs ``--check`` so a stale file fails CI. This is dev tooling: it lives in the
+checkout, not in the package (it needs grpcio-tools and click-man, the test extra).
 """
 
 from __future__ import annotations
@@ -17,8 +19,10 @@ import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
-PROTO_SOURCE = Path("cortex/mesh/v1/mesh.proto")
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:  # run as a script: make `tools` importable
+    sys.path.insert(0, str(REPO))
+PROTO_SOURCES = (Path("cortex/mesh/v1/mesh.proto"), Path("cortex/admin/v1/admin.proto"))
 PROTO_OUT = REPO / "cortexctl" / "proto"
 
 
@@ -34,38 +38,56 @@ def generated_proto() -> Iterator[tuple[Path, str]]:
                 f"--python_out={tmp}",
                 f"--pyi_out={tmp}",
                 f"--grpc_python_out={tmp}",
-                str(PROTO_SOURCE),
+                *(str(source) for source in PROTO_SOURCES),
             ],
             check=True,
         )
-        built = Path(tmp) / PROTO_SOURCE.parent
-        for name in ("mesh_pb2.py", "mesh_pb2.pyi", "mesh_pb2_grpc.py"):
-            text = (built / name).read_text()
-            # protoc writes absolute imports of the proto package; ours lives in cortexctl.proto.
-            text = re.sub(
-                r"^from cortex\.mesh\.v1 import", "from cortexctl.proto import", text, flags=re.M
-            )
-            yield PROTO_OUT / name, text
+        for source in PROTO_SOURCES:
+            built = Path(tmp) / source.parent
+            for suffix in ("_pb2.py", "_pb2.pyi", "_pb2_grpc.py"):
+                name = source.stem + suffix
+                text = (built / name).read_text()
+                # protoc writes absolute imports of the proto packages; ours live in
+                # cortexctl.proto.
+                text = re.sub(
+                    r"^from cortex\.(mesh|admin)\.v1 import",
+                    "from cortexctl.proto import",
+                    text,
+                    flags=re.M,
+                )
+                yield PROTO_OUT / name, text
 
 
 def generated_completions() -> Iterator[tuple[Path, str]]:
+    from typer.main import get_command
+
+    from cortexctl.cli.app import app
     from cortexctl.cli.completion import SHELLS, completion_script
 
     for shell, filename in SHELLS.items():
-        yield REPO / "completions" / filename, completion_script(shell)
+        yield REPO / "completions" / filename, completion_script(shell, get_command(app))
 
 
 def generated_man_pages() -> Iterator[tuple[Path, str]]:
-    from cortexctl.cli.manpages import man_pages
+    from tools.manpages import man_pages
 
     for name, text in man_pages():
         yield REPO / "man" / name, text
+
+
+def generated_docs() -> Iterator[tuple[Path, str]]:
+    """The admin role table of README.md and SECURITY.md, from core/roles.py."""
+    from cortexctl.core.roles import with_table
+
+    for name in ("README.md", "SECURITY.md"):
+        yield REPO / name, with_table((REPO / name).read_text())
 
 
 GENERATORS: dict[str, Callable[[], Iterator[tuple[Path, str]]]] = {
     "proto": generated_proto,
     "completions": generated_completions,
     "man": generated_man_pages,
+    "docs": generated_docs,
 }
 
 
@@ -108,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         verb = "stale" if args.check else "rewrote"
         print(f"{verb}: {path.relative_to(REPO)}")
     if args.check and stale:
-        print("run: python -m cortexctl.devtools.regen", file=sys.stderr)
+        print("run: .venv/bin/python tools/regen.py", file=sys.stderr)
         return 1
     return 0
 

@@ -10,11 +10,8 @@ SQLite store unless an address and store are given.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -25,7 +22,8 @@ from typing import Any
 
 import grpc
 
-from cortexctl.core import invites, journal, nodes
+from cortexctl.bench.launcher import start_hub
+from cortexctl.core import features, invites, journal, nodes
 from cortexctl.core.sandbox import SandboxDefaults
 from cortexctl.proto import mesh_pb2 as pb
 from cortexctl.proto import mesh_pb2_grpc as pb_grpc
@@ -58,52 +56,17 @@ def percentiles(samples: list[float]) -> dict[str, float]:
     }
 
 
-def start_hub_process(
-    env: dict[str, str], workdir: Path, *extra: str
-) -> tuple[subprocess.Popen[bytes], str]:
-    """Start `cortexctl serve` on a free loopback port; return it and its address."""
-    ready = workdir / "ready.json"
-    with (workdir / "hub.log").open("wb") as log:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "cortexctl",
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--ready-file",
-                str(ready),
-                "--log-level",
-                "warning",
-                *extra,
-            ],
-            env=env,
-            stdout=log,
-            stderr=log,
-            stdin=subprocess.DEVNULL,
-        )
-    deadline = time.monotonic() + 60
-    while not ready.exists():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            raise RuntimeError(f"the hub did not start:\n{(workdir / 'hub.log').read_text()}")
-        time.sleep(0.05)
-    return proc, str(json.loads(ready.read_text())["address"])
-
-
 @contextmanager
 def local_hub(heartbeat: str) -> Iterator[tuple[str, str, int]]:
     """A `cortexctl serve` on a throwaway data dir: (address, database url, pid)."""
     with tempfile.TemporaryDirectory(prefix="cortex-bench-") as tmp:
         env = {**os.environ, "CORTEX_DATA_DIR": tmp}
         env.pop("CORTEX_DATABASE_URL", None)
-        proc, address = start_hub_process(env, Path(tmp), "--heartbeat-interval", heartbeat)
+        hub = start_hub(Path(tmp), env, "--heartbeat-interval", heartbeat, "--log-level", "warning")
         try:
-            yield address, f"sqlite:///{tmp}/cortex.db", proc.pid
+            yield hub.address, f"sqlite:///{tmp}/cortex.db", hub.pid
         finally:
-            proc.terminate()
-            proc.wait(60)
+            hub.stop(60)
 
 
 def rss_mib(pid: int) -> float | None:
@@ -194,7 +157,12 @@ async def join(
     for attempt in range(20):
         try:
             config: pb.NodeConfiguration = await stub.SyncConfiguration(
-                pb.SyncConfigurationRequest(invite_token=token, requested_name=name)
+                pb.SyncConfigurationRequest(
+                    invite_token=token,
+                    requested_name=name,
+                    # A simulated node runs nothing, so every limit of its policy holds.
+                    capabilities=[features.POLICY_RLIMITS, features.POLICY_NETWORK],
+                )
             )
             return config
         except grpc.aio.AioRpcError as err:

@@ -1,0 +1,113 @@
+"""`cortexctl admin-tokens`: credentials for the hub's admin API, each with a role."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated
+
+import typer
+
+from cortexctl.cli import render
+from cortexctl.cli.context import cli_context
+from cortexctl.cli.options import duration
+
+app = typer.Typer(
+    help="Create, list and revoke admin API tokens (roles: viewer, operator, admin).",
+    no_args_is_help=True,
+)
+
+
+class Role(StrEnum):
+    viewer = "viewer"
+    operator = "operator"
+    admin = "admin"
+
+
+@app.command("create")
+def create(
+    ctx: typer.Context,
+    role: Annotated[Role, typer.Option(help="What the token may do (see the README's table).")],
+    name: Annotated[
+        str, typer.Option(metavar="NAME", help="Who or what holds it; the audit log's actor.")
+    ],
+    ttl: Annotated[
+        str | None,
+        typer.Option(metavar="DURATION", help="How long it is valid (e.g. 30d); default: 90d."),
+    ] = "90d",
+) -> None:
+    """Create an admin token; it is printed once and only its hash is stored.
+
+    Example: cortexctl admin-tokens create --role operator --name orchestrator --ttl 30d
+    """
+    from cortexctl.core import admin_tokens, audit
+
+    ttl_s = duration(ttl, "--ttl")
+    with cli_context(ctx).store().session(write=True) as session:
+        created = admin_tokens.create_admin_token(
+            session, audit.local_actor(), name=name, role=role.value, ttl_s=ttl_s
+        )
+    v = created.admin_token
+    result = {
+        "id": v.id,
+        "name": v.name,
+        "role": v.role,
+        "expires_at": v.expires_at,
+        "token": created.token,
+    }
+
+    def human() -> None:
+        render.message(
+            f"admin token {v.id} ({v.name}, {v.role}, expires {render.iso(v.expires_at)})"
+        )
+        render.message(f"token: {created.token}")
+        render.note("The token is shown only now; keep it secret (e.g. in a 0600 file).")
+
+    render.emit(result, human=human)
+
+
+@app.command("list")
+def list_(
+    ctx: typer.Context,
+    all_: Annotated[bool, typer.Option("--all", "-a", help="Include expired and revoked.")] = False,
+) -> None:
+    """List admin tokens (active ones unless --all); never their secrets.
+
+    Example: cortexctl admin-tokens list --all
+    """
+    from cortexctl.core import admin_tokens
+
+    with cli_context(ctx).store().session() as session:
+        views = admin_tokens.list_admin_tokens(session, include_inactive=all_)
+    render.emit(
+        views,
+        human=lambda: render.print_table(
+            ["ID", "NAME", "ROLE", "STATE", "EXPIRES", "CREATED BY"],
+            [
+                (v.id, v.name, v.role, v.state, render.iso(v.expires_at), v.created_by)
+                for v in views
+            ],
+            empty="no admin tokens",
+        ),
+    )
+
+
+@app.command("revoke")
+def revoke(
+    ctx: typer.Context,
+    refs: Annotated[list[str], typer.Argument(metavar="TOKEN...", help="Token ids or names.")],
+) -> None:
+    """Revoke admin tokens; the hub refuses them from the next call on.
+
+    Example: cortexctl admin-tokens revoke orchestrator
+    """
+    from cortexctl.core import admin_tokens, audit
+
+    actor = audit.local_actor()
+    with cli_context(ctx).store().session(write=True) as session:
+        views = [admin_tokens.revoke_admin_token(session, actor, ref) for ref in refs]
+
+    def human() -> None:
+        for v in views:
+            render.message(f"revoked admin token {v.id} ({v.name})")
+
+    render.emit(views, human=human)

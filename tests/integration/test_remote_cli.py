@@ -1,0 +1,259 @@
+"""The CLI through a remote context against a real hub (TLS, a generated CA, admin tokens):
+the same output as on the store, errors that say what to do, and no store code loaded.
+
+The command tests themselves run a second time through a context by the ``cli`` fixture
+(tests/conftest.py): tests/cli/test_verbs_cli.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import wait_until
+from tests.faults.certs import make_pki
+from tests.helpers import add_context, add_node, child_env, cli_json, run_cli, start_tls_hub
+
+pytestmark = pytest.mark.integration
+
+AGE = re.compile(r"\b\d+(\.\d+)?(ms|[smhd])( \d+[smhd])* ago\b")
+
+
+@pytest.fixture
+def tls_hub(tmp_path: Path, store_env: dict[str, str], isolated_env: Path) -> Iterator[Any]:
+    """A TLS hub on the test's store and a context `hub` with an admin token."""
+    env = child_env(store_env, isolated_env)
+    hub, pki = start_tls_hub(tmp_path / "remote", env)
+    try:
+        add_context("hub", hub, pki.ca, root=tmp_path)
+        yield hub, pki, env
+    finally:
+        hub.stop()
+
+
+def as_json(*args: str) -> Any:
+    """A command's JSON (-o json before a task's `--`)."""
+    result = run_cli("-o", "json", *args)
+    assert result.exit_code == 0, f"{args} exited {result.exit_code}: {result.stderr}"
+    return json.loads(result.stdout)
+
+
+def _age_tasks(days: int) -> None:
+    """Every task made ``days`` ago, so an age printed twice a second apart reads the same."""
+    from sqlalchemy import update
+
+    from cortexctl.config import load_settings
+    from cortexctl.core import clock
+    from cortexctl.store.engine import Store
+    from cortexctl.store.models import Task
+
+    store = Store(load_settings().database_url)
+    try:
+        with store.session(write=True) as session:
+            session.execute(update(Task).values(created_at=clock.now() - timedelta(days=days)))
+    finally:
+        store.dispose()
+
+
+def _same(result: Any) -> tuple[int, str, str]:
+    """A run's exit code and output, with ages (which move between two runs) masked."""
+
+    def mask(text: str) -> str:
+        return re.sub(r" +", " ", AGE.sub("AGE ago", text))
+
+    return result.exit_code, mask(result.stdout), mask(result.stderr)
+
+
+@pytest.mark.timeout(300)  # some 30 commands, each twice, on a shared machine
+def test_read_commands_print_what_they_print_on_the_store(tls_hub: Any) -> None:
+    node_id = add_node("n1", "zone=eu")
+    add_node("n2", "zone=us", permissive=False)
+    add_node("n4", "zone=eu")
+    assert run_cli("nodes", "revoke", "n4", "--yes").exit_code == 0  # --active leaves it out
+    assert run_cli("nodes", "sandbox", "n1", "--allow", "echo", "--allow-env", "CI").exit_code == 0
+    task = as_json("tasks", "submit", "n1", "--", "echo", "hi")["id"]
+    run_cli("tasks", "submit", "n2", "--", "rm", "-rf", "/")  # rejected by its policy
+    run_cli("invites", "create", "--name", "n3", "--label", "zone=eu")
+    run_cli("tasks", "cancel", as_json("tasks", "submit", "n1", "--", "true")["id"])
+    _age_tasks(3)
+    commands = [
+        (["nodes", "list"], ("table", "wide", "json")),
+        (["nodes", "list", "-l", "zone=eu", "--active"], ("table",)),
+        (["nodes", "list", "--active"], ("table", "json")),
+        (["nodes", "show", node_id[:8]], ("table", "yaml")),
+        (["nodes", "show", "ghost"], ("json",)),
+        (["tasks", "list"], ("table", "json")),
+        (["tasks", "list", "--state", "nonsense"], ("table",)),
+        (["tasks", "show", task], ("table",)),
+        (["tasks", "show", "tk_missing"], ("table",)),
+        (["tasks", "logs", task], ("json",)),
+        (["invites", "list", "--all"], ("table", "json")),
+    ]
+    for command, outputs in commands:
+        for output in outputs:
+            local = run_cli(*command, "-o", output)
+            remote = run_cli("--context", "hub", *command, "-o", output)
+            assert _same(remote) == _same(local), (command, output, local.stdout, remote.stdout)
+    # The mesh at one instant: the same but for the instant itself.
+    local_mesh = cli_json("mesh", "status", "--jobs")
+    remote_mesh = cli_json("--context", "hub", "mesh", "status", "--jobs")
+    local_mesh.pop("taken_at"), remote_mesh.pop("taken_at")
+    for item in (local_mesh, remote_mesh):
+        for job in item["jobs"]:  # a job may run between the two looks
+            for key in ("last_started_at", "last_duration_s", "next_run_at", "runs", "last_result"):
+                job.pop(key)
+    assert remote_mesh == local_mesh
+
+
+def test_changes_through_a_context_are_audited_under_the_tokens_name(tls_hub: Any) -> None:
+    add_node("n1")
+    created = cli_json("--context", "hub", "invites", "create", "--name", "n5", "--uses", "1")
+    assert created["name"] == "n5" and created["token"].startswith("cortex-invite.")
+    assert cli_json("invites", "list")[-1]["name"] == "n5"
+    submitted = as_json("--context", "hub", "tasks", "submit", "n1", "--", "true")
+    cancelled = cli_json("--context", "hub", "tasks", "cancel", submitted["id"])
+    assert cancelled == {"id": submitted["id"], "state": "cancelled", "dry_run": False}
+    actors = {(e["action"], e["actor"]) for e in cli_json("audit", "list")}
+    assert {("invites.create", "hub-admin"), ("tasks.cancel", "hub-admin")} <= actors, actors
+    human = run_cli("--context", "hub", "tasks", "submit", "n1", "--", "true")
+    assert human.exit_code == 0 and "is not connected; the task waits" in human.stderr
+
+
+def one_line_error(result: Any, code: int, *texts: str) -> str:
+    assert result.exit_code == code, (result.exit_code, result.stdout, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    for text in texts:
+        assert text in lines[0], (text, lines[0])
+    return str(lines[0])
+
+
+@pytest.mark.timeout(300)  # hubs that answer wrongly, each tried once, on a shared machine
+def test_errors_say_what_to_do(tmp_path: Path, tls_hub: Any) -> None:
+    hub, pki, _env = tls_hub
+    port = hub.address.rsplit(":", 1)[1]
+    add_node("n1")
+    one_line_error(
+        run_cli("--context", "nope", "nodes", "list"), 3, "no context 'nope'", "context add nope"
+    )
+    # A command the admin API does not serve yet: the usage code, and where to run it.
+    one_line_error(
+        run_cli("--context", "hub", "nodes", "rename", "n1", "n9"),
+        2,
+        "`cortexctl nodes rename` is not available through a remote context yet",
+        "--context local",
+    )
+    assert cli_json("nodes", "show", "n1")["name"] == "n1"
+    # `db` always works on the store here.
+    assert run_cli("--context", "hub", "db", "current").exit_code == 0
+    # Nothing listening.
+    run_cli(
+        "context",
+        "add",
+        "gone",
+        "--hub",
+        "127.0.0.1:9",
+        "--token-file",
+        str(tmp_path / "hub.token"),
+    )
+    one_line_error(
+        run_cli("--context", "gone", "nodes", "list"),
+        4,
+        "hub 127.0.0.1:9 of context 'gone' cannot be reached",
+    )
+    # TLS that cannot work: another CA, and plaintext to a TLS hub.
+    other = make_pki(tmp_path / "other-pki")
+    token_file = str(tmp_path / "hub.token")
+    run_cli(
+        "context",
+        "add",
+        "wrong-ca",
+        "--hub",
+        f"localhost:{port}",
+        "--ca-cert",
+        str(other.ca),
+        "--token-file",
+        token_file,
+    )
+    one_line_error(
+        run_cli("--context", "wrong-ca", "nodes", "list"), 2, "is not signed by --ca-cert"
+    )
+    run_cli("context", "add", "plain", "--hub", f"localhost:{port}", "--token-file", token_file)
+    one_line_error(run_cli("--context", "plain", "nodes", "list"), 2, "serves TLS; pass --ca-cert")
+    # A role too low names the role needed; a revoked token is refused.
+    viewer_file, _ = add_context("viewer", hub, pki.ca, "viewer", root=tmp_path)
+    assert run_cli("--context", "viewer", "nodes", "list").exit_code == 0
+    one_line_error(
+        run_cli("--context", "viewer", "tasks", "submit", "n1", "--", "true"),
+        6,
+        "SubmitTask needs the operator role",
+        "has viewer",
+    )
+    assert cli_json("tasks", "list") == []
+    assert run_cli("admin-tokens", "revoke", "viewer-viewer").exit_code == 0
+    refused = one_line_error(
+        run_cli("--context", "viewer", "nodes", "list"), 6, "context 'viewer'", "--token-file"
+    )
+    assert viewer_file.read_text().strip() not in refused  # never the token
+    as_json = run_cli("--context", "viewer", "nodes", "list", "-o", "json")
+    assert json.loads(as_json.stderr)["error"]["exit"] == 6
+
+
+def test_remote_nodes_list_loads_no_sqlalchemy(tls_hub: Any) -> None:
+    _hub, _pki, env = tls_hub
+    add_node("n1")
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-X",
+            "importtime",
+            "-m",
+            "cortexctl",
+            "--context",
+            "hub",
+            "nodes",
+            "list",
+            "-o",
+            "json",
+        ],
+        env={**env, "PYTHONPATH": os.environ.get("PYTHONPATH", "")},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert [n["name"] for n in json.loads(run.stdout)] == ["n1"]
+    loaded = {line.rsplit("|", 1)[-1].strip() for line in run.stderr.splitlines() if "|" in line}
+    assert "grpc" in loaded and "cortexctl.cli.remote" in loaded  # it did go remote
+    assert not {name for name in loaded if name.split(".")[0] in ("sqlalchemy", "alembic")}
+    assert not {name for name in loaded if name.startswith("cortexctl.store")}
+
+
+def test_tasks_run_through_a_context_on_a_real_agent(tls_hub: Any, tmp_path: Path) -> None:
+    from tests.helpers import Mesh
+
+    hub, pki, env = tls_hub
+    mesh = Mesh(tmp_path, env, hub)
+    token = mesh.invite("--name", "a1")
+    mesh.start_agent("a1", token, "--ca-cert", str(pki.ca))
+    assert run_cli("nodes", "sandbox", "a1", "--permissive").exit_code == 0
+    try:
+        done = run_cli(
+            "--context", "hub", "tasks", "submit", "a1", "--wait", "--script", "echo hi; exit 3"
+        )
+        assert (done.exit_code, done.stdout) == (3, "hi\n"), done.stderr
+        wait_until(
+            lambda: cli_json("--context", "hub", "nodes", "show", "a1")["online"], 30, "a1 online"
+        )
+    finally:
+        for agent in mesh.agents:
+            agent.stop()
