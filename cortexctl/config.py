@@ -88,6 +88,14 @@ def _parse_list(value: Any) -> tuple[str, ...]:
     raise InvalidArgument(f"expected a list of strings, got {value!r}")
 
 
+def _parse_cert_roles(value: Any) -> tuple[str, ...]:
+    from cortexctl.core.roles import parse_cert_roles
+
+    entries = _parse_list(value)
+    parse_cert_roles(entries)
+    return entries
+
+
 def _parse_reserve(value: Any) -> str:
     from cortexctl.core.diskspace import parse_reserve
 
@@ -216,6 +224,15 @@ SETTINGS: tuple[Setting, ...] = (
         60.0,
         parse_duration,
         "A connection without any call (RPC or stream) for this long is closed.",
+    ),
+    Setting(
+        "hub.admin_cert_roles",
+        (),
+        _parse_cert_roles,
+        "Admin API roles of mTLS client certificates, as SUBJECT=ROLE entries: a client "
+        "whose verified certificate has that common name (and no admin token) gets that "
+        "role ('ops-laptop=operator'); needs serve --tls-client-ca.",
+        env="CORTEX_ADMIN_CERT_ROLES",
     ),
     Setting(
         "hub.lease",
@@ -446,6 +463,7 @@ class HubSection:
     lease: float
     handshake_timeout: float
     idle_timeout: float
+    admin_cert_roles: tuple[str, ...]  # SUBJECT=ROLE (core.roles.parse_cert_roles)
 
 
 @dataclass(frozen=True)
@@ -574,6 +592,8 @@ class Settings:
     def __getitem__(self, key: Literal["hub.handshake_timeout"]) -> float: ...
     @overload
     def __getitem__(self, key: Literal["hub.idle_timeout"]) -> float: ...
+    @overload
+    def __getitem__(self, key: Literal["hub.admin_cert_roles"]) -> tuple[str, ...]: ...
     @overload
     def __getitem__(self, key: Literal["jobs.status_file_interval"]) -> float: ...
     @overload

@@ -143,6 +143,7 @@ def serve(
         }
     )
     settings = obj.settings
+    _check_cert_roles(settings, tls_client_ca)
     if dry_run:
         _dry_run(settings, tls_cert, tls_key, tls_client_ca, insecure)
         return
@@ -178,6 +179,15 @@ def serve(
             processes=processes,
         ),
     )
+
+
+def _check_cert_roles(settings: Settings, tls_client_ca: Path | None) -> None:
+    if settings.hub.admin_cert_roles and tls_client_ca is None:
+        raise InvalidArgument(
+            "hub.admin_cert_roles gives client certificates admin roles, but without "
+            "--tls-client-ca the hub verifies no client certificate: add --tls-client-ca "
+            "CA.pem, or remove hub.admin_cert_roles"
+        )
 
 
 def _dry_run(

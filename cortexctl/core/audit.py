@@ -32,7 +32,8 @@ _SECRET_MARKERS = (f"{INVITE_PREFIX}.", f"{NODE_PREFIX}.", f"{ADMIN_TOKEN_PREFIX
 @dataclass(frozen=True)
 class Actor:
     """Who acts: ``kind`` is local (an OS user running the CLI), token (an admin token's
-    name) or node (a node joining); ``source`` says from where."""
+    name), certificate (an mTLS client certificate's subject) or node (a node joining);
+    ``source`` says from where."""
 
     name: str
     kind: str

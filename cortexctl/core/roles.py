@@ -51,6 +51,27 @@ METHOD_ROLES: dict[str, str] = {
 }
 
 
+def parse_cert_roles(entries: tuple[str, ...] | list[str]) -> dict[str, str]:
+    """``hub.admin_cert_roles`` (``SUBJECT=ROLE`` entries) as subject -> role."""
+    roles: dict[str, str] = {}
+    for entry in entries:
+        subject, sep, role = entry.rpartition("=")
+        subject, role = subject.strip(), role.strip().lower()
+        if not sep or not subject:
+            raise InvalidArgument(
+                f"bad admin certificate role {entry!r}: expected SUBJECT=ROLE, e.g. "
+                "'ops-laptop=operator'"
+            )
+        if role not in ROLES:
+            raise InvalidArgument(
+                f"bad admin certificate role {entry!r}: the role is one of {', '.join(ROLES)}"
+            )
+        if roles.get(subject, role) != role:
+            raise InvalidArgument(f"admin certificate subject {subject!r} is given two roles")
+        roles[subject] = role
+    return roles
+
+
 TABLE_START, TABLE_END = "<!-- admin-roles -->", "<!-- /admin-roles -->"
 
 

@@ -58,7 +58,14 @@ METHOD_PREFIX = f"/{SERVICE_NAME}/"
 CALL_CAP_S = 10.0  # store work of one admin call, at most
 GC_CAP_S = 600.0  # a gc run, a node deletion or a mirror removal (files, batches)
 
-CALLER: contextvars.ContextVar[tuple[AdminTokenView, str]] = contextvars.ContextVar("caller")
+CALLER: contextvars.ContextVar[audit.Actor] = contextvars.ContextVar("caller")
+
+
+def _certificate_subject(context: grpc.aio.ServicerContext[Any, Any]) -> str:
+    """The common name of the caller's verified client certificate ("" without mTLS: the
+    transport only reports a subject for a certificate the hub's --tls-client-ca signed)."""
+    names = (context.auth_context() or {}).get("x509_common_name") or ()
+    return next((name.decode(errors="replace") for name in names), "")
 
 
 def _bearer(context: grpc.aio.ServicerContext[Any, Any]) -> str:
@@ -99,33 +106,55 @@ class AdminAuthInterceptor(grpc.aio.ServerInterceptor):
         self.touched: dict[str, float] = {}  # token id -> when this hub last wrote its use
 
     async def _authorize(self, method: str, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+        """An admin token, when the call carries one, else the verified client certificate's
+        subject through ``hub.admin_cert_roles``; either gives the caller's role."""
         token = _bearer(context)
         peer = context.peer() or "unknown"
+        subject = "" if token else _certificate_subject(context)
         needed = needed_role(method)
         deadline = rpc_deadline(context, CALL_CAP_S)
         try:
-            if not token:
-                raise Unauthenticated(
-                    "no admin token: send `authorization: Bearer <admin token>` (create one "
-                    "with `cortexctl admin-tokens create --role viewer|operator|admin`)"
-                )
-            caller = await self.rt.executor.session(
-                admin_tokens.authenticate_admin, token, deadline=deadline
-            )
+            if subject:
+                actor, role, what = self._certificate_caller(subject, peer)
+                caller = None
+            else:
+                caller = await self._token_caller(token, deadline)
+                actor, role = token_actor(caller, peer), caller.role
+                what = f"admin token {caller.name}"
         except Unauthenticated as err:
-            actor = admin_tokens.refused_actor(token, peer)
-            await self._refused(actor, method, "UNAUTHENTICATED", needed or ADMIN, "")
+            refused = (
+                cert_actor(subject, peer) if subject else admin_tokens.refused_actor(token, peer)
+            )
+            await self._refused(refused, method, "UNAUTHENTICATED", needed or ADMIN, "")
             raise Unauthenticated(f"{err}; {method} needs the {needed or ADMIN} role") from None
-        if needed is None or not allows(caller.role, needed):
-            await self._refused(
-                token_actor(caller, peer), method, "PERMISSION_DENIED", needed or ADMIN, caller.role
-            )
+        if needed is None or not allows(role, needed):
+            await self._refused(actor, method, "PERMISSION_DENIED", needed or ADMIN, role)
             raise PermissionDenied(
-                f"{method} needs the {needed or 'admin'} role; admin token {caller.name} "
-                f"has {caller.role}"
+                f"{method} needs the {needed or 'admin'} role; {what} has {role}"
             )
-        await self._touch(caller, deadline)
-        CALLER.set((caller, peer))
+        if caller is not None:
+            await self._touch(caller, deadline)
+        CALLER.set(actor)
+
+    async def _token_caller(self, token: str, deadline: Deadline) -> AdminTokenView:
+        if not token:
+            raise Unauthenticated(
+                "no admin token: send `authorization: Bearer <admin token>` (create one "
+                "with `cortexctl admin-tokens create --role viewer|operator|admin`), or a "
+                "client certificate the hub maps to a role (hub.admin_cert_roles)"
+            )
+        return await self.rt.executor.session(
+            admin_tokens.authenticate_admin, token, deadline=deadline
+        )
+
+    def _certificate_caller(self, subject: str, peer: str) -> tuple[audit.Actor, str, str]:
+        role = self.rt.options.admin_cert_roles.get(subject)
+        if role is None:
+            raise Unauthenticated(
+                f"client certificate {subject!r} has no admin role: send an admin token, or "
+                f'map it in the hub\'s config (hub.admin_cert_roles = ["{subject}=viewer"])'
+            )
+        return cert_actor(subject, peer), role, f"client certificate {subject!r}"
 
     async def _refused(
         self, actor: audit.Actor, method: str, code: str, needed: str, role: str
@@ -217,8 +246,12 @@ def token_actor(token: AdminTokenView, peer: str) -> audit.Actor:
     return audit.Actor(name=token.name, kind="token", source=f"admin API from {peer}")
 
 
+def cert_actor(subject: str, peer: str) -> audit.Actor:
+    return audit.Actor(name=subject, kind="certificate", source=f"admin API from {peer}")
+
+
 def caller_actor() -> audit.Actor:
-    return token_actor(*CALLER.get())
+    return CALLER.get()
 
 
 class AdminService(apb_grpc.AdminServiceServicer):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +18,7 @@ from cortexctl.core.live_output import LiveOutput
 from cortexctl.core.mirrors import local_hub_ids
 from cortexctl.core.permissions import PRIVATE, HubModes, hub_modes
 from cortexctl.core.quotas import QuotaDefaults, quota_defaults
+from cortexctl.core.roles import parse_cert_roles
 from cortexctl.core.sandbox import SandboxDefaults, sandbox_defaults
 from cortexctl.errors import CortexError, Fenced
 from cortexctl.hub.auth import CredentialCache
@@ -45,6 +46,8 @@ class HubOptions:
     lease_s: float = 15.0
     handshake_timeout_s: float = 10.0
     idle_timeout_s: float = 60.0
+    # Admin API roles of mTLS client certificates: common name -> role (hub.admin_cert_roles).
+    admin_cert_roles: Mapping[str, str] = field(default_factory=dict)
     presence_flush_s: float = 1.0
     sandbox: SandboxDefaults = SandboxDefaults()
     max_chunk_bytes: int = 1024 * 1024
@@ -95,6 +98,7 @@ class HubOptions:
             lease_s=hub.lease,
             handshake_timeout_s=hub.handshake_timeout,
             idle_timeout_s=hub.idle_timeout,
+            admin_cert_roles=parse_cert_roles(hub.admin_cert_roles),
             presence_flush_s=jobs.presence_flush_interval,
             sandbox=sandbox_defaults(settings),
             max_chunk_bytes=sync.max_chunk_bytes,

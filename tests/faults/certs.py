@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from cryptography import x509
@@ -20,6 +21,8 @@ class Pki:
     hub_key: Path
     client_cert: Path
     client_key: Path
+    # More client certificates by common name: name -> (cert, key).
+    clients: dict[str, tuple[Path, Path]] = field(default_factory=dict)
 
 
 def _name(common: str) -> x509.Name:
@@ -37,7 +40,7 @@ def _write_key(key: ec.EllipticCurvePrivateKey, path: Path) -> None:
     path.chmod(0o600)
 
 
-def make_pki(folder: Path) -> Pki:
+def make_pki(folder: Path, clients: Sequence[str] = ()) -> Pki:
     folder.mkdir(parents=True, exist_ok=True)
     now = datetime.datetime.now(datetime.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
@@ -90,4 +93,10 @@ def make_pki(folder: Path) -> Pki:
     _write_key(hub_key, pki.hub_key)
     pki.client_cert.write_bytes(client.public_bytes(serialization.Encoding.PEM))
     _write_key(client_key, pki.client_key)
+    for common in clients:
+        cert, key = leaf(common, ExtendedKeyUsageOID.CLIENT_AUTH, san=False)
+        paths = (folder / f"client-{common}.pem", folder / f"client-{common}.key")
+        paths[0].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        _write_key(key, paths[1])
+        pki.clients[common] = paths
     return pki

@@ -272,3 +272,54 @@ def test_the_audit_log_records_both_paths_and_no_secret(tmp_path: Path, mesh: Me
     for secret in (local_invite, created.token, token, "s3cret-value"):
         assert secret not in dumped
     assert "cortex-" not in dumped and "Bearer" not in dumped
+
+
+def test_mtls_client_certificates_get_the_role_the_hub_maps_them_to(
+    tmp_path: Path, mesh: Mesh, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pki = make_pki(tmp_path / "pki", clients=("ops", "robot", "stranger"))
+    mesh.hub.stop()
+    tls = ["--tls-cert", str(pki.hub_cert), "--tls-key", str(pki.hub_key)]
+    env = {**mesh.env, "CORTEX_ADMIN_CERT_ROLES": "ops=viewer,robot=operator"}
+    # Roles for certificates the hub does not verify are refused at start, in one line.
+    with monkeypatch.context() as patched:
+        patched.setenv("CORTEX_ADMIN_CERT_ROLES", env["CORTEX_ADMIN_CERT_ROLES"])
+        refused = run_cli("serve", "--listen", "127.0.0.1:0", "--dry-run", *tls)
+    assert refused.exit_code == 2 and "--tls-client-ca" in refused.stderr, refused.stderr
+    hub = HubProc(tmp_path / "mtls-hub", env, extra=[*tls, "--tls-client-ca", str(pki.ca)])
+    hub.workdir.mkdir()
+    mesh.hub = hub.start("127.0.0.1:0")
+    target = f"localhost:{hub.address.rsplit(':', 1)[1]}"
+
+    def connect(common: str, token: str | None = None) -> Hub:
+        cert, key = pki.clients[common]
+        return Hub.connect(target, token=token, ca_cert=pki.ca, cert=cert, key=key)
+
+    with connect("ops") as viewer:
+        assert viewer.nodes() == []
+        with pytest.raises(PermissionDenied, match="client certificate 'ops' has viewer"):
+            viewer.create_invite(ttl=60)
+    with connect("robot") as operator:
+        created = operator.create_invite(ttl=60)
+        with pytest.raises(PermissionDenied, match="needs the admin role"):
+            operator.create_admin_token("nope", role="viewer")
+    with connect("stranger") as stranger, pytest.raises(Unauthenticated, match="no admin role"):
+        stranger.nodes()
+    # A token, when sent, is the credential (here an admin's, over the viewer's certificate).
+    with connect("ops", token=admin_token("admin", "boss")) as boss:
+        assert boss.create_admin_token("made-by-boss", role="viewer").admin_token.role == "viewer"
+    entries = cli_json("audit", "list")
+    made = [e for e in entries if e["action"] == "invites.create"]
+    assert [(e["actor"], e["actor_kind"], e["target"]) for e in made] == [
+        ("robot", "certificate", created.invite.id)
+    ]
+    refusals = {
+        (e["actor"], e["actor_kind"], e["outcome"])
+        for e in entries
+        if e["action"] == "admin_api.refused"
+    }
+    assert refusals == {
+        ("ops", "certificate", "denied"),
+        ("robot", "certificate", "denied"),
+        ("stranger", "certificate", "unauthenticated"),
+    }

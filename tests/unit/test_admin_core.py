@@ -251,3 +251,20 @@ def test_a_refused_actor_never_holds_the_secret() -> None:
     assert (actor.name, actor.kind) == ("adm_abc", "token")
     assert "s3cret" not in repr(actor)
     assert admin_tokens.refused_actor("garbage", "p").name == "anonymous"
+
+
+def test_certificate_roles_are_subject_role_pairs_with_one_role_each() -> None:
+    from cortexctl.core.roles import parse_cert_roles
+
+    entries = ["ops-laptop=viewer", " CN with = sign=Operator "]
+    assert parse_cert_roles(entries) == {"ops-laptop": "viewer", "CN with = sign": "operator"}
+    for bad, why in [
+        ("ops", "expected SUBJECT=ROLE"),
+        ("=viewer", "expected SUBJECT=ROLE"),
+        ("ops=root", "the role is one of viewer, operator, admin"),
+    ]:
+        with pytest.raises(InvalidArgument, match=why):
+            parse_cert_roles([bad])
+    with pytest.raises(InvalidArgument, match="given two roles"):
+        parse_cert_roles(["ops=viewer", "ops=admin"])
+    assert parse_cert_roles(["ops=viewer", "ops=viewer"]) == {"ops": "viewer"}
