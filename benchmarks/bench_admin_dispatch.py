@@ -74,11 +74,15 @@ def main() -> int:
                 time.sleep(1.0)  # let the policy reach the node
                 client.submit("n1", ["true"]).wait(timeout=30)  # warm-up
                 times = []
+                ids = []
                 for _ in range(args.runs):
                     started = time.perf_counter()
-                    result = client.submit("n1", ["true"]).wait(timeout=30)
+                    task = client.submit("n1", ["true"])
+                    result = task.wait(timeout=30)
                     times.append((time.perf_counter() - started) * 1000)
                     assert result.ok, result
+                    ids.append(task.id)
+                phases = _phases(env["CORTEX_DATABASE_URL"], set(ids))
             times.sort()
             p99 = times[min(len(times) - 1, int(len(times) * 0.99))]
             store = "postgresql" if (args.database_url or "").startswith("postgres") else "sqlite"
@@ -88,12 +92,45 @@ def main() -> int:
                 f"p50 {statistics.median(times):.1f} ms, p99 {p99:.1f} ms, "
                 f"min {times[0]:.1f} ms, max {times[-1]:.1f} ms"
             )
+            print(
+                "phases (median ms, from the journal's times): "
+                + ", ".join(f"{name} {value:.1f}" for name, value in phases.items())
+            )
         finally:
             if agent is not None:
                 agent.terminate()
                 agent.wait(30)
             hub.stop()
     return 0
+
+
+def _phases(database_url: str, ids: set[str]) -> dict[str, float]:
+    """Where a task's round trip went, from the journal's own times: created -> dispatched
+    (the hub's wake-up and send), dispatched -> started (the node's spawn, as the hub
+    recorded its report), started -> finished (the task and its result's way back)."""
+    from sqlalchemy import create_engine, text
+
+    marks = ("created_at", "dispatched_at", "started_at", "finished_at")
+    engine = create_engine(database_url)
+    with engine.connect() as conn:
+        rows = [r for r in conn.execute(text(f"SELECT id, {', '.join(marks)} FROM tasks"))]
+    engine.dispose()
+    spans: dict[str, list[float]] = {}
+    for task_id, *times in rows:
+        if task_id not in ids:
+            continue
+        at = [t.timestamp() if hasattr(t, "timestamp") else _parse(t) for t in times]
+        for index in range(len(marks) - 1):
+            name = f"{marks[index].removesuffix('_at')}->{marks[index + 1].removesuffix('_at')}"
+            spans.setdefault(name, []).append((at[index + 1] - at[index]) * 1000)
+    return {name: statistics.median(values) for name, values in spans.items()}
+
+
+def _parse(value: str) -> float:
+    from datetime import UTC, datetime
+
+    parsed = datetime.fromisoformat(value)
+    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
 
 
 if __name__ == "__main__":

@@ -49,7 +49,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from cortexctl.agent.isolation import Isolation, TaskLimits, spawn_task
+from cortexctl.agent.isolation import Isolation, TaskLimits, exec_problem, spawn_task
 from cortexctl.agent.reaper import Containment
 
 __all__ = [
@@ -603,6 +603,10 @@ class TaskRunner:
         except OSError as exc:
             return _never_ran("failed", f"could not create output pipes: {_os_reason(exc)}")
 
+        problem = exec_problem(argv[0])
+        if problem is not None:
+            _close_all((out_r, out_w, err_r, err_w))
+            return _never_ran("failed", f"could not start {argv[0]}: {_os_reason(problem)}")
         contained = self._containment.prepare(job.task_id) if self._containment else None
         launch = contained.wrap(argv) if contained else argv
         try:
