@@ -145,14 +145,6 @@ def test_errors_say_what_to_do(tmp_path: Path, tls_hub: Any) -> None:
     one_line_error(
         run_cli("--context", "nope", "nodes", "list"), 3, "no context 'nope'", "context add nope"
     )
-    # A command the admin API does not serve yet: the usage code, and where to run it.
-    one_line_error(
-        run_cli("--context", "hub", "nodes", "rename", "n1", "n9"),
-        2,
-        "`cortexctl nodes rename` is not available through a remote context yet",
-        "--context local",
-    )
-    assert cli_json("nodes", "show", "n1")["name"] == "n1"
     # `db` always works on the store here.
     assert run_cli("--context", "hub", "db", "current").exit_code == 0
     # Nothing listening.
@@ -199,6 +191,25 @@ def test_errors_say_what_to_do(tmp_path: Path, tls_hub: Any) -> None:
         "has viewer",
     )
     assert cli_json("tasks", "list") == []
+    # A change needs its role: one line naming it, and nothing changed (not even asked).
+    for command, needs in (
+        (["nodes", "revoke", "n1", "--yes"], "RevokeNode needs the admin role"),
+        (["nodes", "rename", "n1", "n9"], "RenameNode needs the admin role"),
+        (["admin-tokens", "create", "--role", "admin", "--name", "x"], "needs the admin role"),
+        (["gc", "tasks", "--older-than", "30d", "--dry-run"], "RunGc needs the operator role"),
+        (["journal", "fail", "n1"], "FailNodeTasks needs the operator role"),
+    ):
+        one_line_error(run_cli("--context", "viewer", *command), 6, needs, "has viewer")
+    node = cli_json("nodes", "show", "n1")
+    assert (node["name"], node["revoked"]) == ("n1", False)
+    _, _ = add_context("operator", hub, pki.ca, "operator", root=tmp_path)
+    one_line_error(
+        run_cli("--context", "operator", "nodes", "sandbox", "n1", "--strict"),
+        6,
+        "SetSandbox needs the admin role",
+        "has operator",
+    )
+    assert run_cli("--context", "operator", "journal", "fail", "n1").exit_code == 0
     assert run_cli("admin-tokens", "revoke", "viewer-viewer").exit_code == 0
     refused = one_line_error(
         run_cli("--context", "viewer", "nodes", "list"), 6, "context 'viewer'", "--token-file"
