@@ -39,27 +39,31 @@ def create(
 
     Example: cortexctl admin-tokens create --role operator --name orchestrator --ttl 30d
     """
-    from cortexctl.core import admin_tokens, audit
-
     ttl_s = duration(ttl, "--ttl")
-    with cli_context(ctx).store().session(write=True) as session:
-        created = admin_tokens.create_admin_token(
-            session, audit.local_actor(), name=name, role=role.value, ttl_s=ttl_s
-        )
-    v = created.admin_token
+    obj = cli_context(ctx)
+    if (remote := obj.remote()) is not None:
+        v, token = remote.admin_tokens_create(name=name, role=role.value, ttl_s=ttl_s)
+    else:
+        from cortexctl.core import admin_tokens, audit
+
+        with obj.store().session(write=True) as session:
+            created = admin_tokens.create_admin_token(
+                session, audit.local_actor(), name=name, role=role.value, ttl_s=ttl_s
+            )
+        v, token = created.admin_token, created.token
     result = {
         "id": v.id,
         "name": v.name,
         "role": v.role,
         "expires_at": v.expires_at,
-        "token": created.token,
+        "token": token,
     }
 
     def human() -> None:
         render.message(
             f"admin token {v.id} ({v.name}, {v.role}, expires {render.iso(v.expires_at)})"
         )
-        render.message(f"token: {created.token}")
+        render.message(f"token: {token}")
         render.note("The token is shown only now; keep it secret (e.g. in a 0600 file).")
 
     render.emit(result, human=human)
@@ -74,10 +78,14 @@ def list_(
 
     Example: cortexctl admin-tokens list --all
     """
-    from cortexctl.core import admin_tokens
+    obj = cli_context(ctx)
+    if (remote := obj.remote()) is not None:
+        views = remote.admin_tokens_list(include_inactive=all_)
+    else:
+        from cortexctl.core import admin_tokens
 
-    with cli_context(ctx).store().session() as session:
-        views = admin_tokens.list_admin_tokens(session, include_inactive=all_)
+        with obj.store().session() as session:
+            views = admin_tokens.list_admin_tokens(session, include_inactive=all_)
     render.emit(
         views,
         human=lambda: render.print_table(
@@ -100,11 +108,15 @@ def revoke(
 
     Example: cortexctl admin-tokens revoke orchestrator
     """
-    from cortexctl.core import admin_tokens, audit
+    obj = cli_context(ctx)
+    if (remote := obj.remote()) is not None:
+        views = [remote.admin_tokens_revoke(ref) for ref in refs]  # one call each, in order
+    else:
+        from cortexctl.core import admin_tokens, audit
 
-    actor = audit.local_actor()
-    with cli_context(ctx).store().session(write=True) as session:
-        views = [admin_tokens.revoke_admin_token(session, actor, ref) for ref in refs]
+        actor = audit.local_actor()
+        with obj.store().session(write=True) as session:
+            views = [admin_tokens.revoke_admin_token(session, actor, ref) for ref in refs]
 
     def human() -> None:
         for v in views:

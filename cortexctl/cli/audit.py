@@ -34,12 +34,18 @@ def list_(
     """
     from datetime import timedelta
 
-    from cortexctl.core import audit, clock
+    from cortexctl.core import clock
 
     since_s = duration(since, "--since")
     after = None if since_s is None else clock.now() - timedelta(seconds=since_s)
-    with cli_context(ctx).store().session() as session:
-        views = audit.list_audit(session, since=after, actor=actor, limit=limit)
+    obj = cli_context(ctx)
+    if (remote := obj.remote()) is not None:
+        views = remote.audit_list(since=after, actor=actor, limit=limit)
+    else:
+        from cortexctl.core import audit
+
+        with obj.store().session() as session:
+            views = audit.list_audit(session, since=after, actor=actor, limit=limit)
     render.emit(
         views,
         human=lambda: render.print_table(

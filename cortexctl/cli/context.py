@@ -24,7 +24,8 @@ _UNSET: Any = object()
 
 
 class NotRemote(InvalidArgument):
-    """A command the admin API does not serve yet, run with a remote context (exit 2)."""
+    """A command with no remote path, run with a remote context (exit 2): the safety net
+    of a new command that reads the store; none today (tests/cli/test_contexts.py)."""
 
 
 @dataclass

@@ -34,12 +34,17 @@ def _run(
     kind: str,
     dry_run: bool,
     older_than_s: float | None = None,
-    **host_state: Any,
 ) -> Any:
-    """One audited `gc KIND` run: the core call the admin API's RunGc makes too."""
-    from cortexctl.core import audit, operations
-
+    """One audited `gc KIND` run: the core call the admin API's RunGc makes too (through a
+    remote context, that hub's run, on its host)."""
     obj = cli_context(ctx)
+    if (remote := obj.remote()) is not None:
+        return remote.gc(kind, dry_run, older_than_s)
+    from cortexctl.core import audit, mirrors, operations
+
+    host_state: dict[str, Any] = {}
+    if kind == "mirrors":  # this host's hubs: their live uploads are never swept
+        host_state["local_hubs"] = mirrors.local_hub_ids(obj.settings.data_dir)
     return operations.run_gc(
         obj.store(),
         audit.local_actor(),
@@ -129,17 +134,9 @@ def mirrors(
 
     Example: cortexctl gc mirrors --older-than 30d --dry-run
     """
-    from cortexctl.core import mirrors as core_mirrors
-
     retention_s = duration(older_than, "--older-than")
     with render.spinner("sweeping mirrors", True):
-        result = _run(
-            ctx,
-            "mirrors",
-            dry_run,
-            retention_s,
-            local_hubs=core_mirrors.local_hub_ids(cli_context(ctx).settings.data_dir),
-        )
+        result = _run(ctx, "mirrors", dry_run, retention_s)
 
     def human() -> None:
         records = result.get("records") or {}

@@ -26,10 +26,14 @@ def list_(
 
     Example: cortexctl hubs list -o json
     """
-    from cortexctl.core import hubs
+    obj = cli_context(ctx)
+    if (remote := obj.remote()) is not None:
+        views = remote.hubs_list(include_stopped=all_)
+    else:
+        from cortexctl.core import hubs
 
-    with cli_context(ctx).store().session() as session:
-        views = hubs.list_hubs(session, include_stopped=all_)
+        with obj.store().session() as session:
+            views = hubs.list_hubs(session, include_stopped=all_)
     render.emit(
         views,
         human=lambda: render.print_table(

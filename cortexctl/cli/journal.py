@@ -32,12 +32,16 @@ def fail(
 
     Example: cortexctl journal fail build-01 --reason 'node reimaged'
     """
-    from cortexctl.core import audit, operations
+    obj = cli_context(ctx)
+    if (remote := obj.remote()) is not None:
+        result = remote.journal_fail(node, reason, dry_run)
+    else:
+        from cortexctl.core import audit, operations
 
-    with cli_context(ctx).store().session(write=not dry_run) as session:
-        result = operations.fail_node_tasks(
-            session, audit.local_actor(), node, reason, dry_run=dry_run
-        )
+        with obj.store().session(write=not dry_run) as session:
+            result = operations.fail_node_tasks(
+                session, audit.local_actor(), node, reason, dry_run=dry_run
+            )
     render.emit(
         result,
         human=lambda: render.message(

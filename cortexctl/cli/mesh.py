@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Annotated
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -81,11 +82,11 @@ def status(
     Example: cortexctl mesh status --check --crit-offline 3
     """
     if check:
-        from cortexctl.core import status as core_status
+        from cortexctl.core import health
 
         if follow or watch_events:
             raise InvalidArgument("--check prints one line; it does not go with --follow")
-        thresholds = core_status.CheckThresholds(
+        thresholds = health.CheckThresholds(
             warn_offline=warn_offline or None,
             crit_offline=crit_offline or None,
             warn_failed_jobs=warn_failed_jobs or None,
@@ -94,8 +95,17 @@ def status(
             min_hubs=min_hubs,
         )
         obj = cli_context(ctx)
-        with obj.store().session() as session:
-            result = core_status.health_check(session, obj.sandbox_defaults, thresholds)
+        if (remote := obj.remote()) is not None:
+            snap = remote.mesh_status(with_jobs=True)
+            dead = [
+                hub.id for hub in remote.hubs_list(include_stopped=False) if hub.state == "dead"
+            ]
+            result = health.judge(snap, dead, thresholds)
+        else:
+            from cortexctl.core import status as core_status
+
+            with obj.store().session() as session:
+                result = core_status.health_check(session, obj.sandbox_defaults, thresholds)
         render.emit(result, human=lambda: render.message(result.summary))
         raise typer.Exit(result.status)
 
@@ -105,11 +115,13 @@ def status(
         raise InvalidArgument("--jsonl goes with --watch-events")
     interval_s = max(0.1, duration(interval, "--interval") or 1.0)
     obj = cli_context(ctx)
-    remote = None if watch_events else obj.remote()
-    if remote is not None:
+    if (remote := obj.remote()) is not None:
 
         def fetch() -> MeshSnapshot:
             return remote.mesh_status(with_jobs=jobs)
+
+        def events() -> Iterator[Any]:
+            return remote.mesh_events(interval_s)
 
     else:
         from cortexctl.core import status as core_status
@@ -121,8 +133,11 @@ def status(
             with store.session() as session:
                 return core_status.snapshot(session, defaults, with_jobs=jobs)
 
+        def events() -> Iterator[Any]:
+            return store_events(store, defaults, interval_s)
+
     if watch_events:
-        watch(store, defaults, interval_s)
+        watch(events())
     elif follow:
         render.follow(fetch, interval_s, jobs)
     else:
@@ -130,19 +145,24 @@ def status(
         render.emit(snap, human=lambda: render.print_mesh(snap, jobs))
 
 
-def watch(store: Store, defaults: SandboxDefaults, interval_s: float) -> None:
-    """Print ``core.status`` events as JSON lines until interrupted."""
+def store_events(store: Store, defaults: SandboxDefaults, interval_s: float) -> Iterator[Any]:
+    """``core.status`` events: "watching", then each change, looking every ``interval_s``."""
     from cortexctl.core import status as core_status
 
     with store.session() as session:
         first, cursor = core_status.start_events(session, defaults)
-    render.print_jsonl(first)
+    yield first
+    while True:
+        time.sleep(interval_s)
+        with store.session() as session:
+            found, cursor = core_status.events_since(session, cursor, defaults)
+        yield from found
+
+
+def watch(events: Iterator[Any]) -> None:
+    """Print events as JSON lines until interrupted (or the hub goes: its error)."""
     try:
-        while True:
-            time.sleep(interval_s)
-            with store.session() as session:
-                events, cursor = core_status.events_since(session, cursor, defaults)
-            for event in events:
-                render.print_jsonl(event)
+        for event in events:
+            render.print_jsonl(event)
     except KeyboardInterrupt:
         pass

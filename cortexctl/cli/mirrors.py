@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
@@ -29,13 +29,19 @@ def ls(
 
     Example: cortexctl mirrors ls build-01 --json
     """
-    from cortexctl.core import clock, mirrors
+    from cortexctl.core import clock
+    from cortexctl.core.views import MirrorFile
 
     obj = cli_context(ctx)
-    with obj.store().session() as session:
-        listing = mirrors.list_mirror(session, obj.settings.mirrors_dir, node)
+    if (remote := obj.remote()) is not None:
+        listing = remote.mirrors_ls(node)
+    else:
+        from cortexctl.core import mirrors
 
-    def hub(f: mirrors.MirrorFile) -> str:
+        with obj.store().session() as session:
+            listing = mirrors.list_mirror(session, obj.settings.mirrors_dir, node)
+
+    def hub(f: MirrorFile) -> str:
         return f.hub_id if f.hub_state == "live" else f"{f.hub_id} ({f.hub_state})"
 
     render.emit(
@@ -74,21 +80,28 @@ def rm(
 
     Example: cortexctl mirrors rm build-01 logs/old.tar --dry-run
     """
-    from cortexctl.core import audit, mirrors, operations
+    from cortexctl.core.views import MirrorRemoval
     from cortexctl.units import format_size
 
     obj = cli_context(ctx)
+    if (remote := obj.remote()) is not None:
 
-    def run(dry: bool) -> Any:
-        return operations.mirrors_rm(
-            obj.store(),
-            audit.local_actor(),
-            mirrors_dir=obj.settings.mirrors_dir,
-            ref=node,
-            paths=paths or [],
-            dry_run=dry,
-            local_hubs=mirrors.local_hub_ids(obj.settings.data_dir),
-        )
+        def run(dry: bool) -> MirrorRemoval:
+            return remote.mirrors_rm(node, paths or [], dry)
+
+    else:
+        from cortexctl.core import audit, mirrors, operations
+
+        def run(dry: bool) -> MirrorRemoval:
+            return operations.mirrors_rm(
+                obj.store(),
+                audit.local_actor(),
+                mirrors_dir=obj.settings.mirrors_dir,
+                ref=node,
+                paths=paths or [],
+                dry_run=dry,
+                local_hubs=mirrors.local_hub_ids(obj.settings.data_dir),
+            )
 
     if not dry_run:
         planned = run(True)

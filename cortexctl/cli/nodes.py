@@ -177,21 +177,30 @@ def quota(
 
     Example: cortexctl nodes quota build-01 --bytes 10GiB --files 100000
     """
-    from cortexctl.core import audit, operations
     from cortexctl.units import parse_bytes
 
     size = None if bytes_ is None else parse_bytes(bytes_, what="--bytes")
     obj = cli_context(ctx)
-    with obj.store().session(write=True) as session:
-        usage = operations.set_quota(
-            session,
-            audit.local_actor(),
-            node,
-            quota_bytes=size,
-            quota_files=files,
+    if (remote := obj.remote()) is not None:
+        given = {"quota_bytes": size, "quota_files": files}
+        usage = remote.nodes_quota(
+            node=node,
             clear=clear,
-            defaults=obj.quota_defaults,
+            **{key: value for key, value in given.items() if value is not None},
         )
+    else:
+        from cortexctl.core import audit, operations
+
+        with obj.store().session(write=True) as session:
+            usage = operations.set_quota(
+                session,
+                audit.local_actor(),
+                node,
+                quota_bytes=size,
+                quota_files=files,
+                clear=clear,
+                defaults=obj.quota_defaults,
+            )
     render.emit(
         usage,
         human=lambda: render.message(
@@ -284,8 +293,8 @@ def sandbox(
 
     Example: cortexctl nodes sandbox build-01 --strict --allow ls --allow 'git status'
     """
-    from cortexctl.core import audit, nodes, operations
     from cortexctl.core import sandbox as policy
+    from cortexctl.core.views import SandboxChanged
     from cortexctl.units import parse_bytes, parse_duration
 
     if strict and permissive:
@@ -324,44 +333,65 @@ def sandbox(
         render.warning(text)
     obj = cli_context(ctx)
     wanted = selector(labels)
-    store = obj.store()
+    if (remote := obj.remote()) is not None:
 
-    def change(dry: bool) -> list[nodes.PolicyChange]:
-        with store.session(write=not dry) as session:
-            return operations.set_sandbox(
-                session,
-                audit.local_actor(),
-                node_refs or [],
-                all_nodes=all_nodes,
-                selector=wanted,
+        def change(dry: bool) -> list[SandboxChanged]:
+            return remote.nodes_sandbox(
+                nodes=node_refs or [],
+                all=all_nodes,
+                selector=labels or "",
                 include_self_reported=self_reported,
-                mode=mode,
-                allowed_commands=allow,
-                defaults=obj.sandbox_defaults,
+                mode=mode or "",
+                set_allowed_commands=allow is not None,
+                allowed_commands=allow or [],
                 add_env=allow_env or [],
                 clear_env=clear_env,
-                deny_network=None if network is None else not network,
+                network="" if network is None else "allow" if network else "deny",
                 limits=limits,
                 reset_limits=default_limits,
                 dry_run=dry,
             )
+
+    else:
+        from cortexctl.core import audit, operations
+
+        store = obj.store()
+
+        def change(dry: bool) -> list[SandboxChanged]:
+            with store.session(write=not dry) as session:
+                changed = operations.set_sandbox(
+                    session,
+                    audit.local_actor(),
+                    node_refs or [],
+                    all_nodes=all_nodes,
+                    selector=wanted,
+                    include_self_reported=self_reported,
+                    mode=mode,
+                    allowed_commands=allow,
+                    defaults=obj.sandbox_defaults,
+                    add_env=allow_env or [],
+                    clear_env=clear_env,
+                    deny_network=None if network is None else not network,
+                    limits=limits,
+                    reset_limits=default_limits,
+                    dry_run=dry,
+                )
+            return [SandboxChanged.of(c) for c in changed]
 
     if not dry_run and (all_nodes or wanted is not None):
         planned = change(True)
         if planned:
             render.confirm(
                 f"change the sandbox of {len(planned)} node(s): "
-                + render.names([c.name for c in planned])
+                + render.names([c.node_name for c in planned])
                 + "?",
                 yes=yes,
             )
     changes = change(dry_run)
-    from cortexctl.core.views import SandboxChanged
-
     columns = ["NAME", "ID", "SANDBOX", "ALLOWED", "ENV", "NETWORK", "REVISION"]
     rows = [
         (
-            c.name,
+            c.node_name,
             c.node_id,
             c.sandbox,
             ", ".join([*c.allowed_commands, *c.allowed_prefixes]),
@@ -372,7 +402,7 @@ def sandbox(
         for c in changes
     ]
     render.emit(
-        [SandboxChanged.of(c) for c in changes],
+        changes,
         human=lambda: (
             render.print_table(columns, rows, empty="no nodes to change")
             if not dry_run
@@ -399,21 +429,36 @@ def revoke(
 
     Example: cortexctl nodes revoke build-01 --yes
     """
-    from cortexctl.core import audit, nodes, operations
+    from cortexctl.core.views import NodeRevoked
 
     refs = _one_or_selector(node, labels)
-    store = cli_context(ctx).store()
+    wanted = selector(labels)
+    obj = cli_context(ctx)
+    if (remote := obj.remote()) is not None:
 
-    def run(dry: bool) -> list[nodes.NodeRevoked]:
-        with store.session(write=not dry) as session:
-            return operations.revoke_nodes(
-                session,
-                audit.local_actor(),
-                refs,
-                selector=selector(labels),
+        def run(dry: bool) -> list[NodeRevoked]:
+            return remote.nodes_revoke(
+                nodes=refs,
+                selector=labels or "",
                 include_self_reported=self_reported,
                 dry_run=dry,
             )
+
+    else:
+        from cortexctl.core import audit, operations
+
+        store = obj.store()
+
+        def run(dry: bool) -> list[NodeRevoked]:
+            with store.session(write=not dry) as session:
+                return operations.revoke_nodes(
+                    session,
+                    audit.local_actor(),
+                    refs,
+                    selector=wanted,
+                    include_self_reported=self_reported,
+                    dry_run=dry,
+                )
 
     if not dry_run:
         planned = run(True)
@@ -459,22 +504,30 @@ def delete(
 
     Example: cortexctl nodes delete laptop --yes
     """
-    from cortexctl.core import audit, mirrors, node_removal, operations
+    from cortexctl.core.views import NodeDeleted
 
     obj = cli_context(ctx)
-    store = obj.store()
+    if (remote := obj.remote()) is not None:
 
-    def run(dry: bool) -> node_removal.NodeDeleted:
-        return operations.delete_node(
-            store,
-            audit.local_actor(),
-            node,
-            obj.sandbox_defaults,
-            mirrors_dir=obj.settings.mirrors_dir,
-            keep_mirror=keep_mirror,
-            dry_run=dry,
-            local_hubs=mirrors.local_hub_ids(obj.settings.data_dir),
-        )
+        def run(dry: bool) -> NodeDeleted:
+            return remote.nodes_delete(node, keep_mirror, dry)
+
+    else:
+        from cortexctl.core import audit, mirrors, operations
+
+        store = obj.store()
+
+        def run(dry: bool) -> NodeDeleted:
+            return operations.delete_node(
+                store,
+                audit.local_actor(),
+                node,
+                obj.sandbox_defaults,
+                mirrors_dir=obj.settings.mirrors_dir,
+                keep_mirror=keep_mirror,
+                dry_run=dry,
+                local_hubs=mirrors.local_hub_ids(obj.settings.data_dir),
+            )
 
     if not dry_run:
         plan = run(True)
@@ -508,12 +561,16 @@ def rename(
 
     Example: cortexctl nodes rename laptop-2 laptop
     """
-    from cortexctl.core import audit, operations
+    obj = cli_context(ctx)
+    if (remote := obj.remote()) is not None:
+        result = remote.nodes_rename(node, new_name, dry_run)
+    else:
+        from cortexctl.core import audit, operations
 
-    with cli_context(ctx).store().session(write=not dry_run) as session:
-        result = operations.rename_node(
-            session, audit.local_actor(), node, new_name, dry_run=dry_run
-        )
+        with obj.store().session(write=not dry_run) as session:
+            result = operations.rename_node(
+                session, audit.local_actor(), node, new_name, dry_run=dry_run
+            )
     render.emit(
         result,
         human=lambda: render.message(
@@ -579,25 +636,34 @@ def drain(
 
     Example: cortexctl nodes drain build-01 --timeout 10m && cortexctl nodes revoke build-01
     """
-    from cortexctl.core import audit, nodes, operations
-    from cortexctl.core.clock import Deadline
+    from cortexctl.core.views import NodeCordon
     from cortexctl.errors import Unavailable
 
     timeout_s = duration(timeout, "--timeout")
-    store = cli_context(ctx).store()
-    with store.session(write=True) as session:
-        target = operations.set_cordon(session, audit.local_actor(), node, True)
+    obj = cli_context(ctx)
+    if (remote := obj.remote()) is not None:
+        with render.spinner(f"draining node {node}", True):
+            target, left, running = remote.nodes_drain(node, timeout_s)
         node_id, name = target.id, target.name
-    deadline = None if timeout_s is None else Deadline.after(timeout_s)
-    with render.spinner(f"draining node {name}", True):
-        left = nodes.wait_drained(store.session, node_id, deadline=deadline)
+    else:
+        from cortexctl.core import audit, nodes, operations
+        from cortexctl.core.clock import Deadline
+
+        store = obj.store()
+        with store.session(write=True) as session:
+            target = operations.set_cordon(session, audit.local_actor(), node, True)
+            node_id, name = target.id, target.name
+        deadline = None if timeout_s is None else Deadline.after(timeout_s)
+        with render.spinner(f"draining node {name}", True):
+            left = nodes.wait_drained(store.session, node_id, deadline=deadline)
+        running = len(left)
     if left:
         raise Unavailable(
-            f"node {name} still runs {len(left)} task(s) ({', '.join(left[:5])}) "
+            f"node {name} still runs {running} task(s) ({', '.join(left[:5])}) "
             f"after {timeout_s:g}s; it stays cordoned. Wait again, or cancel them "
             "with `cortexctl tasks cancel TASK`"
         )
-    result = nodes.NodeCordon(node_id, name, True, False)
+    result = NodeCordon(node_id, name, True, False)
     render.emit(
         result,
         human=lambda: render.message(f"drained node {name} ({node_id}): cordoned, no task running"),
@@ -621,13 +687,19 @@ def rotate_credential(
 
     Example: cortexctl nodes rotate-credential build-01 --yes --json
     """
-    from cortexctl.core import nodes
     from cortexctl.core.views import CredentialRotated
 
-    store = cli_context(ctx).store()
-    with store.session() as session:
-        target = nodes.resolve_node(session, node)
+    obj = cli_context(ctx)
+    if (remote := obj.remote()) is not None:
+        target = remote.nodes_rotate(node, dry_run=True)  # which node, changing nothing
         node_id, name = target.id, target.name
+    else:
+        from cortexctl.core import nodes
+
+        store = obj.store()
+        with store.session() as session:
+            found = nodes.resolve_node(session, node)
+            node_id, name = found.id, found.name
     if dry_run:
         render.emit(
             CredentialRotated(id=node_id, name=name, node_credential="", dry_run=True),
@@ -641,10 +713,13 @@ def rotate_credential(
         "gets the new one",
         yes=yes,
     )
-    from cortexctl.core import audit, operations
+    if remote is not None:
+        result = remote.nodes_rotate(node_id, dry_run=False)
+    else:
+        from cortexctl.core import audit, operations
 
-    with store.session(write=True) as session:
-        result = operations.rotate_credential(session, audit.local_actor(), node_id)
+        with store.session(write=True) as session:
+            result = operations.rotate_credential(session, audit.local_actor(), node_id)
 
     def human() -> None:
         render.message(f"new credential for node {result.name} ({result.id}):")

@@ -12,8 +12,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterator, Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from cortexctl.core import views
 from cortexctl.errors import (
@@ -29,7 +30,9 @@ if TYPE_CHECKING:
     from cortexctl.contexts import Context
 
 CALL_TIMEOUT_S = 30.0
+LONG_CALL_TIMEOUT_S = 630.0  # gc, node deletion, mirror removal: the hub's 600 s cap, and more
 WAIT_SLICE_S = 600.0  # one WaitTask call waits at most this long; the CLI asks again
+V = TypeVar("V")
 
 
 class Remote:
@@ -139,7 +142,7 @@ class Remote:
     def invites_revoke(self, invite_id: str) -> views.InviteView:
         from cortexctl.proto import admin_pb2 as apb
 
-        return _view(  # type: ignore[no-any-return]
+        return _view(
             views.InviteView, self.call("RevokeInvite", apb.RevokeInviteRequest(id=invite_id)).json
         )
 
@@ -182,13 +185,13 @@ class Remote:
     def tasks_show(self, ref: str) -> views.TaskView:
         from cortexctl.proto import admin_pb2 as apb
 
-        return _view(views.TaskView, self.call("ShowTask", apb.ShowTaskRequest(id=ref)).json)  # type: ignore[no-any-return]
+        return _view(views.TaskView, self.call("ShowTask", apb.ShowTaskRequest(id=ref)).json)
 
     def tasks_cancel(self, ref: str, reason: str, dry_run: bool) -> views.TaskView:
         from cortexctl.proto import admin_pb2 as apb
 
         request = apb.CancelTaskRequest(id=ref, reason=reason, dry_run=dry_run)
-        return _view(views.TaskView, self.call("CancelTask", request).json)  # type: ignore[no-any-return]
+        return _view(views.TaskView, self.call("CancelTask", request).json)
 
     def tasks_wait(
         self, task_ids: Sequence[str], timeout_s: float | None
@@ -236,13 +239,178 @@ class Remote:
         from cortexctl.proto import admin_pb2 as apb
 
         response = self.call("MeshStatus", apb.MeshStatusRequest(with_jobs=with_jobs))
-        return _view(views.MeshSnapshot, response.json)  # type: ignore[no-any-return]
+        return _view(views.MeshSnapshot, response.json)
+
+    def mesh_events(self, interval_s: float) -> Iterator[Any]:
+        """The mesh event stream (WatchEvents), each event as `--watch-events` prints it."""
+        from cortexctl.proto import admin_pb2 as apb
+
+        request = apb.WatchEventsRequest(interval_ms=max(1, int(interval_s * 1000)))
+        for event in self.stream("WatchEvents", request):
+            yield _json(event.json)
+
+    # nodes: changes
+
+    def nodes_sandbox(self, **fields: Any) -> list[views.SandboxChanged]:
+        from cortexctl.proto import admin_pb2 as apb
+
+        response = self.call("SetSandbox", apb.SetSandboxRequest(**fields))
+        return [views.from_jsonable(views.SandboxChanged, item) for item in _json(response.json)]
+
+    def nodes_quota(self, **fields: Any) -> views.Usage:
+        from cortexctl.proto import admin_pb2 as apb
+
+        return _view(views.Usage, self.call("SetQuota", apb.SetQuotaRequest(**fields)).json)
+
+    def nodes_revoke(self, **fields: Any) -> list[views.NodeRevoked]:
+        from cortexctl.proto import admin_pb2 as apb
+
+        response = self.call("RevokeNode", apb.RevokeNodeRequest(**fields))
+        return [views.from_jsonable(views.NodeRevoked, item) for item in _json(response.json)]
+
+    def nodes_rotate(self, ref: str, dry_run: bool) -> views.CredentialRotated:
+        from cortexctl.proto import admin_pb2 as apb
+
+        request = apb.RotateCredentialRequest(node=ref, dry_run=dry_run)
+        answer = self.call("RotateCredential", request)
+        return views.CredentialRotated(
+            answer.id, answer.name, answer.node_credential, answer.dry_run
+        )
+
+    def nodes_rename(self, ref: str, new_name: str, dry_run: bool) -> views.NodeRenamed:
+        from cortexctl.proto import admin_pb2 as apb
+
+        request = apb.RenameNodeRequest(node=ref, new_name=new_name, dry_run=dry_run)
+        answer = self.call("RenameNode", request)
+        return views.NodeRenamed(answer.id, answer.old_name, answer.name, answer.dry_run)
+
+    def nodes_delete(self, ref: str, keep_mirror: bool, dry_run: bool) -> views.NodeDeleted:
+        from cortexctl.proto import admin_pb2 as apb
+
+        request = apb.DeleteNodeRequest(node=ref, keep_mirror=keep_mirror, dry_run=dry_run)
+        return _view(
+            views.NodeDeleted, self.call("DeleteNode", request, timeout=LONG_CALL_TIMEOUT_S).json
+        )
+
+    def nodes_drain(
+        self, ref: str, timeout_s: float | None
+    ) -> tuple[views.NodeCordon, list[str], int]:
+        """Cordon, then wait for the node's tasks to end (DrainNode): (the node, the first
+        tasks still running, how many run) — none left once drained."""
+        from cortexctl.proto import admin_pb2 as apb
+
+        request = apb.DrainNodeRequest(
+            node=ref, timeout_ms=0 if timeout_s is None else max(1, int(timeout_s * 1000))
+        )
+        call_timeout = None if timeout_s is None else timeout_s + CALL_TIMEOUT_S
+        answer = self.call("DrainNode", request, timeout=call_timeout)
+        while timeout_s is None and not answer.drained:  # the hub waits a day at most
+            answer = self.call("DrainNode", request, timeout=None)
+        node = answer.node
+        left = [] if answer.drained else list(answer.running_tasks)
+        count = 0 if answer.drained else max(answer.running_count, len(left))
+        return views.NodeCordon(node.id, node.name, node.cordoned, node.dry_run), left, count
+
+    # journal, gc
+
+    def journal_fail(self, ref: str, reason: str, dry_run: bool) -> views.JournalFailed:
+        from cortexctl.proto import admin_pb2 as apb
+
+        request = apb.FailNodeTasksRequest(node=ref, reason=reason, dry_run=dry_run)
+        answer = self.call("FailNodeTasks", request)
+        return views.JournalFailed(
+            answer.node_id, answer.node_name, answer.failed_tasks, answer.dry_run
+        )
+
+    def gc(self, kind: str, dry_run: bool, older_than_s: float | None) -> dict[str, Any]:
+        """One `gc KIND` run on the hub (RunGc): the run's own result, as core returns it."""
+        from cortexctl.proto import admin_pb2 as apb
+
+        request = apb.RunGcRequest(kind=kind, dry_run=dry_run)
+        if older_than_s is not None:
+            request.older_than_ms = int(older_than_s * 1000)
+        result: dict[str, Any] = _json(
+            self.call("RunGc", request, timeout=LONG_CALL_TIMEOUT_S).result_json
+        )
+        if kind == "locks":
+            result["expired"] = [views.from_jsonable(views.LeaseView, x) for x in result["expired"]]
+        return result
+
+    # mirrors, hubs, audit
+
+    def mirrors_ls(self, ref: str) -> views.MirrorListing:
+        from cortexctl.proto import admin_pb2 as apb
+
+        return _view(
+            views.MirrorListing, self.call("ListMirrors", apb.ListMirrorsRequest(node=ref)).json
+        )
+
+    def mirrors_rm(self, ref: str, paths: Sequence[str], dry_run: bool) -> views.MirrorRemoval:
+        from cortexctl.proto import admin_pb2 as apb
+
+        request = apb.RemoveMirrorFilesRequest(node=ref, paths=list(paths), dry_run=dry_run)
+        return _view(
+            views.MirrorRemoval,
+            self.call("RemoveMirrorFiles", request, timeout=LONG_CALL_TIMEOUT_S).json,
+        )
+
+    def hubs_list(self, include_stopped: bool) -> list[views.HubView]:
+        from cortexctl.proto import admin_pb2 as apb
+
+        response = self.call("ListHubs", apb.ListHubsRequest(include_stopped=include_stopped))
+        return [_view(views.HubView, item.json) for item in response.hubs]
+
+    def audit_list(
+        self, since: datetime | None, actor: str | None, limit: int
+    ) -> list[views.AuditView]:
+        from cortexctl.core import clock
+        from cortexctl.proto import admin_pb2 as apb
+
+        request = apb.ListAuditRequest(
+            since_unix_ms=0 if since is None else clock.unix_ms(since),
+            actor=actor or "",
+            limit=limit,
+        )
+        response = self.call("ListAudit", request)
+        return [_view(views.AuditView, item.json) for item in response.entries]
+
+    # admin tokens
+
+    def admin_tokens_create(
+        self, name: str, role: str, ttl_s: float | None
+    ) -> tuple[views.AdminTokenView, str]:
+        """The new token's view, and the token (shown once)."""
+        from cortexctl.proto import admin_pb2 as apb
+
+        request = apb.CreateAdminTokenRequest(name=name, role=role)
+        if ttl_s is not None:
+            request.ttl_ms = int(ttl_s * 1000)
+        response = self.call("CreateAdminToken", request)
+        return _view(views.AdminTokenView, response.admin_token.json), response.token
+
+    def admin_tokens_list(self, include_inactive: bool) -> list[views.AdminTokenView]:
+        from cortexctl.proto import admin_pb2 as apb
+
+        request = apb.ListAdminTokensRequest(include_inactive=include_inactive)
+        response = self.call("ListAdminTokens", request)
+        return [_view(views.AdminTokenView, item.json) for item in response.admin_tokens]
+
+    def admin_tokens_revoke(self, ref: str) -> views.AdminTokenView:
+        from cortexctl.proto import admin_pb2 as apb
+
+        answer = self.call("RevokeAdminToken", apb.RevokeAdminTokenRequest(ref=ref))
+        return _view(views.AdminTokenView, answer.json)
 
 
-def _view(cls: type[Any], text: str) -> Any:
+def _json(text: str) -> Any:
     if not text:
         raise CortexError(
             "the hub answered without the view this CLI prints (an older hub?); upgrade the "
             "hub, or use a local context on its host"
         )
-    return views.from_jsonable(cls, json.loads(text))
+    return json.loads(text)
+
+
+def _view(cls: type[V], text: str) -> V:
+    view: V = views.from_jsonable(cls, _json(text))
+    return view

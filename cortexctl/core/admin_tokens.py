@@ -13,21 +13,9 @@ from cortexctl.core import audit, clock
 from cortexctl.core.audit import ADMIN_TOKEN_PREFIX, Actor
 from cortexctl.core.roles import check_role
 from cortexctl.core.secrets import mint, new_id, secret_matches, split_token, token_state
+from cortexctl.core.views import AdminTokenView as AdminTokenView
 from cortexctl.errors import Conflict, InvalidArgument, NotFound, Unauthenticated
 from cortexctl.store.models import AdminToken
-
-
-@dataclass(frozen=True)
-class AdminTokenView:
-    id: str
-    name: str
-    role: str
-    created_at: datetime
-    expires_at: datetime | None
-    revoked: bool
-    last_used_at: datetime | None
-    created_by: str
-    state: str  # active | expired | revoked
 
 
 @dataclass(frozen=True)

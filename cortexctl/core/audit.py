@@ -13,7 +13,7 @@ import getpass
 import os
 import socket
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from cortexctl.core import clock
 from cortexctl.core.secrets import INVITE_PREFIX, NODE_PREFIX
+from cortexctl.core.views import AuditView as AuditView
 from cortexctl.errors import InvalidArgument
 from cortexctl.store.models import AuditEntry
 
@@ -47,19 +48,6 @@ def local_actor() -> Actor:
     except (KeyError, OSError):
         user = f"uid {os.getuid()}"
     return Actor(name=user, kind="local", source=f"cli on {socket.gethostname()}")
-
-
-@dataclass(frozen=True)
-class AuditView:
-    seq: int  # the entry's place in the log (ids elsewhere are strings)
-    at: datetime
-    actor: str
-    actor_kind: str
-    source: str
-    action: str
-    target: str
-    outcome: str
-    detail: dict[str, Any] = field(default_factory=dict)
 
 
 def view(row: AuditEntry) -> AuditView:

@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 
 from cortexctl import __version__
 from cortexctl.core import clock
+from cortexctl.core.views import HubView as HubView
 from cortexctl.errors import Fenced
 from cortexctl.store.models import Hub, Task
 
@@ -215,23 +216,6 @@ def dead_hub_ids(session: Session, at: datetime | None = None) -> set[str]:
     return set(
         session.scalars(select(Hub.id).where(Hub.stopped_at.is_(None), Hub.lease_expires_at <= at))
     )
-
-
-@dataclass(frozen=True)
-class HubView:
-    id: str
-    address: str
-    hostname: str
-    pid: int
-    version: str
-    epoch: int
-    state: str  # live | dead (lease lapsed, not recovered) | stopped
-    started_at: datetime
-    lease_expires_at: datetime
-    lease_remaining_s: float  # on the store's clock; negative once lapsed
-    nodes_connected: int
-    stopped_at: datetime | None
-    recovered_by_hub_id: str | None  # the live hub that failed its tasks once it lapsed
 
 
 def list_hubs(session: Session, *, include_stopped: bool = False) -> list[HubView]:

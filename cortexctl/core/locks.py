@@ -23,6 +23,7 @@ from sqlalchemy import Table, and_, bindparam, delete, func, or_, select, tuple_
 from sqlalchemy.orm import Session
 
 from cortexctl.core import clock, hubs
+from cortexctl.core.views import LeaseView as LeaseView
 from cortexctl.store.engine import affected
 from cortexctl.store.models import Hub, SyncLease
 
@@ -34,19 +35,6 @@ LIVE_HUB_MIN_IDLE_S = 3 * LEASE_RENEW_S
 STORE_LEASE_S = 3 * LEASE_RENEW_S
 
 LeaseKey = tuple[str, str]  # (node id, path)
-
-
-@dataclass(frozen=True)
-class LeaseView:
-    node_id: str
-    path: str
-    sync_id: str
-    hub_id: str
-    temp_path: str
-    started_at: datetime
-    last_activity: datetime
-    bytes_received: int
-    idle_s: float
 
 
 @dataclass(frozen=True)

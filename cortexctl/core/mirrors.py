@@ -20,13 +20,17 @@ from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import ClassVar, cast
+from typing import cast
 
 from sqlalchemy import Table, bindparam, delete, func, select
 from sqlalchemy.orm import Session
 
 from cortexctl.core import clock, hubs, locks, nodes
 from cortexctl.core.uploads import TEMP_NAME, check_sync_path
+from cortexctl.core.views import MirrorFile as MirrorFile
+from cortexctl.core.views import MirrorListing as MirrorListing
+from cortexctl.core.views import MirrorRemoval as MirrorRemoval
+from cortexctl.core.views import RemovedPath as RemovedPath
 from cortexctl.errors import InvalidArgument, NotFound
 from cortexctl.store.models import MirrorFile as FileRow
 
@@ -167,24 +171,6 @@ def forget_hubs(session: Session, hub_ids: Collection[str]) -> int:
 # --- listing -------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class MirrorFile:
-    path: str
-    size: int
-    mtime: datetime  # when its upload completed (the record's time)
-    sha256: str
-    hub_id: str  # the hub whose disk holds it
-    hub_state: str  # live | dead | stopped | unknown (no such hub any more)
-
-
-@dataclass(frozen=True)
-class MirrorListing:
-    node_id: str
-    node_name: str
-    files: list[MirrorFile]
-    total_bytes: int
-
-
 def walk_files(root: Path) -> Iterator[tuple[str, os.stat_result]]:
     """(relative path, lstat) of every non-folder under ``root``, never following symlinks."""
     stack = [""]
@@ -267,34 +253,6 @@ def counted_files(root: Path, prefix: str = "") -> Removed:
         counted.bytes += info.st_size
         counted.paths.append(prefix + rel)
     return counted
-
-
-@dataclass(frozen=True)
-class RemovedPath:
-    path: str  # relative to the node's mirror; "" for the whole mirror
-    files_removed: int
-    bytes_removed: int
-    # The gc vocabulary (docs/json.md); the first names are printed too for one release.
-    legacy_keys: ClassVar[dict[str, str]] = {"files": "files_removed", "bytes": "bytes_removed"}
-
-
-@dataclass(frozen=True)
-class MirrorRemoval:
-    node_id: str
-    node_name: str
-    items: list[RemovedPath]
-    files_removed: int
-    bytes_removed: int
-    dry_run: bool
-    # Files the records say other hubs hold (on their own disks): `mirrors rm` there.
-    held_elsewhere: dict[str, int] = field(default_factory=dict)  # hub id -> files
-    # The committed files removed (relative paths), whose records go with them; not shown.
-    _paths: list[str] = field(default_factory=list, repr=False)
-    legacy_keys: ClassVar[dict[str, str]] = {
-        "removed": "items",
-        "files": "files_removed",
-        "bytes": "bytes_removed",
-    }
 
 
 def mirror_node(session: Session, mirrors_dir: Path, ref: str) -> tuple[str, str]:

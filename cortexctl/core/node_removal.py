@@ -16,25 +16,12 @@ What happens to what it had (the documented contract):
 from __future__ import annotations
 
 from collections.abc import Collection
-from dataclasses import dataclass
 from pathlib import Path
 
 from cortexctl.core import mirrors, nodes
 from cortexctl.core.sandbox import SandboxDefaults
+from cortexctl.core.views import NodeDeleted as NodeDeleted
 from cortexctl.store.engine import Store
-
-
-@dataclass(frozen=True)
-class NodeDeleted:
-    id: str
-    name: str
-    status: str
-    failed_tasks: int
-    deleted_tasks: int
-    mirror_state: str  # removed | kept | none (and "would be removed" on a dry run)
-    mirror_files: int
-    mirror_bytes: int
-    dry_run: bool
 
 
 def delete_node(

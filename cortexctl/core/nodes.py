@@ -32,6 +32,8 @@ from cortexctl.core.sandbox import (
 from cortexctl.core.secrets import NODE_PREFIX, mint, new_id, secret_matches, split_token
 from cortexctl.core.selectors import Selector
 from cortexctl.core.views import NodeCordon as NodeCordon
+from cortexctl.core.views import NodeRenamed as NodeRenamed
+from cortexctl.core.views import NodeRevoked as NodeRevoked
 from cortexctl.core.views import NodeView as NodeView
 from cortexctl.errors import (
     AlreadyExists,
@@ -564,23 +566,6 @@ def revoke_node(session: Session, ref: str, *, dry_run: bool = False) -> tuple[N
         changes.bump(session)
     failed = journal.fail_node_tasks(session, node.id, f"node {node.name} ({node.id}) was revoked")
     return node, failed
-
-
-@dataclass(frozen=True)
-class NodeRevoked:
-    id: str
-    name: str
-    revoked: bool
-    failed_tasks: int
-    dry_run: bool = False
-
-
-@dataclass(frozen=True)
-class NodeRenamed:
-    id: str
-    old_name: str
-    name: str
-    dry_run: bool = False
 
 
 def revoke_nodes(

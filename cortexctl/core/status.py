@@ -9,13 +9,14 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from cortexctl.core import audit, clock, hubs, journal, nodes
+from cortexctl.core import audit, clock, health, hubs, journal, nodes
+from cortexctl.core.health import CHECK_LABELS as CHECK_LABELS
+from cortexctl.core.health import CheckThresholds as CheckThresholds
 from cortexctl.core.sandbox import SandboxDefaults
 from cortexctl.core.views import HealthCheck as HealthCheck
 from cortexctl.core.views import JobStatusView as JobStatusView
 from cortexctl.core.views import MeshSnapshot as MeshSnapshot
 from cortexctl.core.views import NodeStatus as NodeStatus
-from cortexctl.errors import CHECK_CRITICAL, CHECK_OK, CHECK_WARNING
 from cortexctl.store.models import JobRun, SyncLease, Task
 
 
@@ -263,74 +264,9 @@ def events_since(
     return events, EventCursor(after, since, seq)
 
 
-# --- mesh status --check: one line and a nagios exit code ---------------------------------
-
-CHECK_LABELS = {CHECK_OK: "OK", CHECK_WARNING: "WARNING", CHECK_CRITICAL: "CRITICAL"}
-
-
-@dataclass(frozen=True)
-class CheckThresholds:
-    """Counts at or above which a check warns or is critical; None turns a level off."""
-
-    warn_offline: int | None = 1  # nodes offline or stale (revoked ones do not count)
-    crit_offline: int | None = None
-    warn_failed_jobs: int | None = 1  # maintenance jobs whose last run failed
-    crit_failed_jobs: int | None = None
-    crit_dead_hubs: int | None = 1  # hubs whose lease lapsed without a clean stop
-    min_hubs: int = 1  # fewer live hubs than this is critical
-
-
-def _level(count: int, warn: int | None, crit: int | None) -> int:
-    if crit is not None and count >= crit:
-        return CHECK_CRITICAL
-    if warn is not None and count >= warn:
-        return CHECK_WARNING
-    return CHECK_OK
-
-
 def health_check(
     session: Session, defaults: SandboxDefaults, thresholds: CheckThresholds
 ) -> HealthCheck:
     """Judge the mesh against thresholds: offline/stale nodes, failed jobs, dead hubs."""
     snap = snapshot(session, defaults, with_jobs=True)
-    down = [node.name for node in snap.nodes if node.status in ("offline", "stale")]
-    failed = [f"{job.job}@{job.hub_id}" for job in snap.jobs if job.last_outcome == "failed"]
-    dead = sorted(hubs.dead_hub_ids(session))
-    problems: list[tuple[int, str]] = []
-    level = _level(len(down), thresholds.warn_offline, thresholds.crit_offline)
-    if level:
-        problems.append((level, f"{len(down)} node(s) offline or stale: {', '.join(down[:5])}"))
-    level = _level(len(failed), thresholds.warn_failed_jobs, thresholds.crit_failed_jobs)
-    if level:
-        problems.append((level, f"{len(failed)} job(s) failing: {', '.join(failed[:5])}"))
-    level = _level(len(dead), None, thresholds.crit_dead_hubs)
-    if level:
-        problems.append((level, f"{len(dead)} dead hub(s): {', '.join(dead[:5])}"))
-    if len(snap.hubs) < thresholds.min_hubs:
-        problems.append(
-            (CHECK_CRITICAL, f"{len(snap.hubs)} live hub(s), fewer than {thresholds.min_hubs}")
-        )
-    status = max((level for level, _ in problems), default=CHECK_OK)
-    s = snap.summary
-    counts = (
-        f"{s['online']}/{s['nodes'] - s['revoked']} nodes online, {len(snap.hubs)} hub(s), "
-        f"{s['tasks_running']} running, {s['tasks_pending']} pending"
-    )
-    details = "; ".join(text for _, text in sorted(problems, key=lambda p: -p[0]))
-    perf = (
-        f"online={s['online']} offline={len(down)} failed_jobs={len(failed)} "
-        f"dead_hubs={len(dead)} hubs={len(snap.hubs)}"
-    )
-    summary = f"CORTEX {CHECK_LABELS[status]} - {details or counts}" + (
-        f" ({counts})" if details else ""
-    )
-    return HealthCheck(
-        status=status,
-        label=CHECK_LABELS[status],
-        summary=f"{summary} | {perf}",
-        problems=[text for _, text in problems],
-        offline_nodes=down,
-        failed_jobs=failed,
-        dead_hubs=dead,
-        live_hubs=len(snap.hubs),
-    )
+    return health.judge(snap, sorted(hubs.dead_hub_ids(session)), thresholds)

@@ -554,3 +554,138 @@ def version_view(version: str, settings: Settings) -> VersionView:
             "system": str(settings.system_config_file) if settings.system_config_file else None,
         },
     )
+
+
+# --- views of the other core modules, here so the remote CLI reads them without the store
+
+
+@dataclass(frozen=True)
+class NodeRevoked:
+    id: str
+    name: str
+    revoked: bool
+    failed_tasks: int
+    dry_run: bool = False
+
+
+@dataclass(frozen=True)
+class NodeRenamed:
+    id: str
+    old_name: str
+    name: str
+    dry_run: bool = False
+
+
+@dataclass(frozen=True)
+class NodeDeleted:
+    id: str
+    name: str
+    status: str
+    failed_tasks: int
+    deleted_tasks: int
+    mirror_state: str  # removed | kept | none (and "would be removed" on a dry run)
+    mirror_files: int
+    mirror_bytes: int
+    dry_run: bool
+
+
+@dataclass(frozen=True)
+class MirrorFile:
+    path: str
+    size: int
+    mtime: datetime  # when its upload completed (the record's time)
+    sha256: str
+    hub_id: str  # the hub whose disk holds it
+    hub_state: str  # live | dead | stopped | unknown (no such hub any more)
+
+
+@dataclass(frozen=True)
+class MirrorListing:
+    node_id: str
+    node_name: str
+    files: list[MirrorFile]
+    total_bytes: int
+
+
+@dataclass(frozen=True)
+class RemovedPath:
+    path: str  # relative to the node's mirror; "" for the whole mirror
+    files_removed: int
+    bytes_removed: int
+    # The gc vocabulary (docs/json.md); the first names are printed too for one release.
+    legacy_keys: ClassVar[dict[str, str]] = {"files": "files_removed", "bytes": "bytes_removed"}
+
+
+@dataclass(frozen=True)
+class MirrorRemoval:
+    node_id: str
+    node_name: str
+    items: list[RemovedPath]
+    files_removed: int
+    bytes_removed: int
+    dry_run: bool
+    # Files the records say other hubs hold (on their own disks): `mirrors rm` there.
+    held_elsewhere: dict[str, int] = field(default_factory=dict)  # hub id -> files
+    # The committed files removed (relative paths), whose records go with them; not shown.
+    _paths: list[str] = field(default_factory=list, repr=False)
+    legacy_keys: ClassVar[dict[str, str]] = {
+        "removed": "items",
+        "files": "files_removed",
+        "bytes": "bytes_removed",
+    }
+
+
+@dataclass(frozen=True)
+class HubView:
+    id: str
+    address: str
+    hostname: str
+    pid: int
+    version: str
+    epoch: int
+    state: str  # live | dead (lease lapsed, not recovered) | stopped
+    started_at: datetime
+    lease_expires_at: datetime
+    lease_remaining_s: float  # on the store's clock; negative once lapsed
+    nodes_connected: int
+    stopped_at: datetime | None
+    recovered_by_hub_id: str | None  # the live hub that failed its tasks once it lapsed
+
+
+@dataclass(frozen=True)
+class AuditView:
+    seq: int  # the entry's place in the log (ids elsewhere are strings)
+    at: datetime
+    actor: str
+    actor_kind: str
+    source: str
+    action: str
+    target: str
+    outcome: str
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class AdminTokenView:
+    id: str
+    name: str
+    role: str
+    created_at: datetime
+    expires_at: datetime | None
+    revoked: bool
+    last_used_at: datetime | None
+    created_by: str
+    state: str  # active | expired | revoked
+
+
+@dataclass(frozen=True)
+class LeaseView:
+    node_id: str
+    path: str
+    sync_id: str
+    hub_id: str
+    temp_path: str
+    started_at: datetime
+    last_activity: datetime
+    bytes_received: int
+    idle_s: float

@@ -630,7 +630,10 @@ class AdminService(apb_grpc.AdminServiceServicer):
         ):
             await asyncio.sleep(nodes.DRAIN_POLL_S)
         return apb.DrainNodeResponse(
-            node=ac.cordon_to_pb(cordon), drained=not left, running_tasks=left[:100]
+            node=ac.cordon_to_pb(cordon),
+            drained=not left,
+            running_tasks=left[:100],
+            running_count=len(left),
         )
 
     # journal, gc

@@ -210,6 +210,7 @@ def listing_to_pb(listing: MirrorListing) -> apb.MirrorListing:
             for f in listing.files
         ],
         total_bytes=listing.total_bytes,
+        json=view_json(listing),
     )
 
 
@@ -226,6 +227,7 @@ def removal_to_pb(r: MirrorRemoval) -> apb.MirrorRemoval:
         files_removed=r.files_removed,
         bytes_removed=r.bytes_removed,
         dry_run=r.dry_run,
+        json=view_json(r),
     )
 
 
@@ -244,6 +246,7 @@ def hub_to_pb(v: HubView) -> apb.HubInfo:
         nodes_connected=v.nodes_connected,
         stopped_unix_ms=unix_ms(v.stopped_at),
         recovered_by_hub_id=v.recovered_by_hub_id or "",
+        json=view_json(v),
     )
 
 
@@ -258,6 +261,7 @@ def audit_to_pb(v: AuditView) -> apb.AuditEntry:
         target=v.target,
         outcome=v.outcome,
         detail_json=json.dumps(to_jsonable(v.detail)),
+        json=view_json(v),
     )
 
 
@@ -272,6 +276,7 @@ def admin_token_to_pb(v: AdminTokenView) -> apb.AdminToken:
         last_used_unix_ms=unix_ms(v.last_used_at),
         created_by=v.created_by,
         state=v.state,
+        json=view_json(v),
     )
 
 

@@ -645,14 +645,16 @@ class DrainNodeRequest(_message.Message):
     def __init__(self, node: _Optional[str] = ..., timeout_ms: _Optional[int] = ...) -> None: ...
 
 class DrainNodeResponse(_message.Message):
-    __slots__ = ("node", "drained", "running_tasks")
+    __slots__ = ("node", "drained", "running_tasks", "running_count")
     NODE_FIELD_NUMBER: _ClassVar[int]
     DRAINED_FIELD_NUMBER: _ClassVar[int]
     RUNNING_TASKS_FIELD_NUMBER: _ClassVar[int]
+    RUNNING_COUNT_FIELD_NUMBER: _ClassVar[int]
     node: NodeCordon
     drained: bool
     running_tasks: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, node: _Optional[_Union[NodeCordon, _Mapping]] = ..., drained: _Optional[bool] = ..., running_tasks: _Optional[_Iterable[str]] = ...) -> None: ...
+    running_count: int
+    def __init__(self, node: _Optional[_Union[NodeCordon, _Mapping]] = ..., drained: _Optional[bool] = ..., running_tasks: _Optional[_Iterable[str]] = ..., running_count: _Optional[int] = ...) -> None: ...
 
 class FailNodeTasksRequest(_message.Message):
     __slots__ = ("node", "reason", "dry_run")
@@ -729,16 +731,18 @@ class MirrorFile(_message.Message):
     def __init__(self, path: _Optional[str] = ..., size: _Optional[int] = ..., mtime_unix_ms: _Optional[int] = ..., sha256: _Optional[str] = ..., hub_id: _Optional[str] = ..., hub_state: _Optional[str] = ...) -> None: ...
 
 class MirrorListing(_message.Message):
-    __slots__ = ("node_id", "node_name", "files", "total_bytes")
+    __slots__ = ("node_id", "node_name", "files", "total_bytes", "json")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     NODE_NAME_FIELD_NUMBER: _ClassVar[int]
     FILES_FIELD_NUMBER: _ClassVar[int]
     TOTAL_BYTES_FIELD_NUMBER: _ClassVar[int]
+    JSON_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     node_name: str
     files: _containers.RepeatedCompositeFieldContainer[MirrorFile]
     total_bytes: int
-    def __init__(self, node_id: _Optional[str] = ..., node_name: _Optional[str] = ..., files: _Optional[_Iterable[_Union[MirrorFile, _Mapping]]] = ..., total_bytes: _Optional[int] = ...) -> None: ...
+    json: str
+    def __init__(self, node_id: _Optional[str] = ..., node_name: _Optional[str] = ..., files: _Optional[_Iterable[_Union[MirrorFile, _Mapping]]] = ..., total_bytes: _Optional[int] = ..., json: _Optional[str] = ...) -> None: ...
 
 class RemoveMirrorFilesRequest(_message.Message):
     __slots__ = ("node", "paths", "dry_run")
@@ -761,20 +765,22 @@ class RemovedPath(_message.Message):
     def __init__(self, path: _Optional[str] = ..., files_removed: _Optional[int] = ..., bytes_removed: _Optional[int] = ...) -> None: ...
 
 class MirrorRemoval(_message.Message):
-    __slots__ = ("node_id", "node_name", "items", "files_removed", "bytes_removed", "dry_run")
+    __slots__ = ("node_id", "node_name", "items", "files_removed", "bytes_removed", "dry_run", "json")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     NODE_NAME_FIELD_NUMBER: _ClassVar[int]
     ITEMS_FIELD_NUMBER: _ClassVar[int]
     FILES_REMOVED_FIELD_NUMBER: _ClassVar[int]
     BYTES_REMOVED_FIELD_NUMBER: _ClassVar[int]
     DRY_RUN_FIELD_NUMBER: _ClassVar[int]
+    JSON_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     node_name: str
     items: _containers.RepeatedCompositeFieldContainer[RemovedPath]
     files_removed: int
     bytes_removed: int
     dry_run: bool
-    def __init__(self, node_id: _Optional[str] = ..., node_name: _Optional[str] = ..., items: _Optional[_Iterable[_Union[RemovedPath, _Mapping]]] = ..., files_removed: _Optional[int] = ..., bytes_removed: _Optional[int] = ..., dry_run: _Optional[bool] = ...) -> None: ...
+    json: str
+    def __init__(self, node_id: _Optional[str] = ..., node_name: _Optional[str] = ..., items: _Optional[_Iterable[_Union[RemovedPath, _Mapping]]] = ..., files_removed: _Optional[int] = ..., bytes_removed: _Optional[int] = ..., dry_run: _Optional[bool] = ..., json: _Optional[str] = ...) -> None: ...
 
 class DownloadMirrorFileRequest(_message.Message):
     __slots__ = ("node", "path")
@@ -803,7 +809,7 @@ class ListHubsRequest(_message.Message):
     def __init__(self, include_stopped: _Optional[bool] = ...) -> None: ...
 
 class HubInfo(_message.Message):
-    __slots__ = ("id", "address", "hostname", "pid", "version", "epoch", "state", "started_unix_ms", "lease_expires_unix_ms", "lease_remaining_s", "nodes_connected", "stopped_unix_ms", "recovered_by_hub_id")
+    __slots__ = ("id", "address", "hostname", "pid", "version", "epoch", "state", "started_unix_ms", "lease_expires_unix_ms", "lease_remaining_s", "nodes_connected", "stopped_unix_ms", "recovered_by_hub_id", "json")
     ID_FIELD_NUMBER: _ClassVar[int]
     ADDRESS_FIELD_NUMBER: _ClassVar[int]
     HOSTNAME_FIELD_NUMBER: _ClassVar[int]
@@ -817,6 +823,7 @@ class HubInfo(_message.Message):
     NODES_CONNECTED_FIELD_NUMBER: _ClassVar[int]
     STOPPED_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
     RECOVERED_BY_HUB_ID_FIELD_NUMBER: _ClassVar[int]
+    JSON_FIELD_NUMBER: _ClassVar[int]
     id: str
     address: str
     hostname: str
@@ -830,7 +837,8 @@ class HubInfo(_message.Message):
     nodes_connected: int
     stopped_unix_ms: int
     recovered_by_hub_id: str
-    def __init__(self, id: _Optional[str] = ..., address: _Optional[str] = ..., hostname: _Optional[str] = ..., pid: _Optional[int] = ..., version: _Optional[str] = ..., epoch: _Optional[int] = ..., state: _Optional[str] = ..., started_unix_ms: _Optional[int] = ..., lease_expires_unix_ms: _Optional[int] = ..., lease_remaining_s: _Optional[float] = ..., nodes_connected: _Optional[int] = ..., stopped_unix_ms: _Optional[int] = ..., recovered_by_hub_id: _Optional[str] = ...) -> None: ...
+    json: str
+    def __init__(self, id: _Optional[str] = ..., address: _Optional[str] = ..., hostname: _Optional[str] = ..., pid: _Optional[int] = ..., version: _Optional[str] = ..., epoch: _Optional[int] = ..., state: _Optional[str] = ..., started_unix_ms: _Optional[int] = ..., lease_expires_unix_ms: _Optional[int] = ..., lease_remaining_s: _Optional[float] = ..., nodes_connected: _Optional[int] = ..., stopped_unix_ms: _Optional[int] = ..., recovered_by_hub_id: _Optional[str] = ..., json: _Optional[str] = ...) -> None: ...
 
 class ListHubsResponse(_message.Message):
     __slots__ = ("hubs",)
@@ -849,7 +857,7 @@ class ListAuditRequest(_message.Message):
     def __init__(self, since_unix_ms: _Optional[int] = ..., actor: _Optional[str] = ..., limit: _Optional[int] = ...) -> None: ...
 
 class AuditEntry(_message.Message):
-    __slots__ = ("seq", "at_unix_ms", "actor", "actor_kind", "source", "action", "target", "outcome", "detail_json")
+    __slots__ = ("seq", "at_unix_ms", "actor", "actor_kind", "source", "action", "target", "outcome", "detail_json", "json")
     SEQ_FIELD_NUMBER: _ClassVar[int]
     AT_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
     ACTOR_FIELD_NUMBER: _ClassVar[int]
@@ -859,6 +867,7 @@ class AuditEntry(_message.Message):
     TARGET_FIELD_NUMBER: _ClassVar[int]
     OUTCOME_FIELD_NUMBER: _ClassVar[int]
     DETAIL_JSON_FIELD_NUMBER: _ClassVar[int]
+    JSON_FIELD_NUMBER: _ClassVar[int]
     seq: int
     at_unix_ms: int
     actor: str
@@ -868,7 +877,8 @@ class AuditEntry(_message.Message):
     target: str
     outcome: str
     detail_json: str
-    def __init__(self, seq: _Optional[int] = ..., at_unix_ms: _Optional[int] = ..., actor: _Optional[str] = ..., actor_kind: _Optional[str] = ..., source: _Optional[str] = ..., action: _Optional[str] = ..., target: _Optional[str] = ..., outcome: _Optional[str] = ..., detail_json: _Optional[str] = ...) -> None: ...
+    json: str
+    def __init__(self, seq: _Optional[int] = ..., at_unix_ms: _Optional[int] = ..., actor: _Optional[str] = ..., actor_kind: _Optional[str] = ..., source: _Optional[str] = ..., action: _Optional[str] = ..., target: _Optional[str] = ..., outcome: _Optional[str] = ..., detail_json: _Optional[str] = ..., json: _Optional[str] = ...) -> None: ...
 
 class ListAuditResponse(_message.Message):
     __slots__ = ("entries",)
@@ -877,7 +887,7 @@ class ListAuditResponse(_message.Message):
     def __init__(self, entries: _Optional[_Iterable[_Union[AuditEntry, _Mapping]]] = ...) -> None: ...
 
 class AdminToken(_message.Message):
-    __slots__ = ("id", "name", "role", "created_unix_ms", "expires_unix_ms", "revoked", "last_used_unix_ms", "created_by", "state")
+    __slots__ = ("id", "name", "role", "created_unix_ms", "expires_unix_ms", "revoked", "last_used_unix_ms", "created_by", "state", "json")
     ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     ROLE_FIELD_NUMBER: _ClassVar[int]
@@ -887,6 +897,7 @@ class AdminToken(_message.Message):
     LAST_USED_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
     CREATED_BY_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
+    JSON_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     role: str
@@ -896,7 +907,8 @@ class AdminToken(_message.Message):
     last_used_unix_ms: int
     created_by: str
     state: str
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., role: _Optional[str] = ..., created_unix_ms: _Optional[int] = ..., expires_unix_ms: _Optional[int] = ..., revoked: _Optional[bool] = ..., last_used_unix_ms: _Optional[int] = ..., created_by: _Optional[str] = ..., state: _Optional[str] = ...) -> None: ...
+    json: str
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., role: _Optional[str] = ..., created_unix_ms: _Optional[int] = ..., expires_unix_ms: _Optional[int] = ..., revoked: _Optional[bool] = ..., last_used_unix_ms: _Optional[int] = ..., created_by: _Optional[str] = ..., state: _Optional[str] = ..., json: _Optional[str] = ...) -> None: ...
 
 class CreateAdminTokenRequest(_message.Message):
     __slots__ = ("name", "role", "ttl_ms")

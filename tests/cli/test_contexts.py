@@ -164,3 +164,48 @@ def test_unknown_contexts_and_bad_settings_say_what_to_do(token_file: Path, tmp_
         2,
         "holds no admin token",
     )
+
+
+LOCAL_ONLY = ("serve", "agent", "db", "config", "context", "bench", "completion")
+
+
+@pytest.mark.usefixtures("store_env")
+def test_no_command_but_the_local_ones_is_refused_through_a_remote_context(
+    token_file: Path, tmp_path: Path
+) -> None:
+    """Every command of the tree, through a context whose hub is not there: each goes to
+    the hub (and says it cannot reach it), none answers "not available through a remote
+    context"; the local ones run here as without a context."""
+    from tests.cli.test_json_contract import DATA_COMMANDS, NOT_DATA, leaf_commands
+
+    run_cli("context", "add", "gone", "--hub", "127.0.0.1:9", "--token-file", str(token_file))
+    filled = {
+        "task": "tk_missing",
+        "spare": "inv_missing",
+        "backup": str(tmp_path / "backup.db"),
+        "token_file": str(token_file),
+    }
+    remote = []
+    for command in leaf_commands():
+        if command in NOT_DATA:  # agent, bench, completion: nothing of the store or a hub
+            assert command.split()[0] in LOCAL_ONLY, command
+            continue
+        args, _type, codes = DATA_COMMANDS[command]
+        argv = [*command.split(), *(a.format(**filled) if "{" in a else a for a in args)]
+        result = run_cli("--context", "gone", *argv)
+        assert "not available through a remote context" not in result.stderr, argv
+        if command.split()[0] in LOCAL_ONLY:
+            if command != "db backup" or os.environ["CORTEX_DATABASE_URL"].startswith("sqlite"):
+                assert result.exit_code in codes, (argv, result.stderr)
+            continue
+        one_line_error(result, 125 if command == "tasks wait" else 4, "cannot be reached")
+        remote.append(command)
+    assert {"nodes revoke", "gc mirrors", "mirrors rm", "audit list"} <= set(remote)
+    with_flags = [
+        ["mesh", "status", "--check"],
+        ["mesh", "status", "--watch-events"],
+        ["nodes", "revoke", "-l", "zone=eu", "--dry-run"],
+        ["gc", "tasks", "--older-than", "1d", "--dry-run"],
+    ]
+    for argv in with_flags:
+        one_line_error(run_cli("--context", "gone", *argv), 4, "cannot be reached")

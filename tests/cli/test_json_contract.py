@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from cortexctl.core.views import LEGACY_ENV
-from tests.helpers import run_cli
+from tests.helpers import Cli, run_cli
 
 # command path -> (arguments after it, JSON type, allowed exit codes). {task}, {invite}
 # and {spare} are filled in from the store the test makes; order matters (revoke last).
@@ -173,10 +173,13 @@ def json_type(value: Any) -> str:
     return type(value).__name__
 
 
+@pytest.mark.timeout(300)  # some 50 commands, twice through a remote context
 @pytest.mark.usefixtures("store_env")
 def test_every_data_command_honours_json_with_one_vocabulary(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    cli: Cli, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
+    """Locally, then every command through a remote context (`serve`, `db`, `config` and
+    `context` run here whatever the context): the same types, keys and exit codes."""
     make_node()
     spare = json.loads(run_cli("invites", "create", "-o", "json").stdout)["id"]
     token_file = tmp_path / "admin.token"
@@ -191,7 +194,8 @@ def test_every_data_command_honours_json_with_one_vocabulary(
         argv = [*command.split(), *(a.format(**filled) if "{" in a else a for a in args)]
         # Without the renamed keys' old names: the vocabulary of the next schema.
         monkeypatch.setenv(LEGACY_ENV, "0")
-        result = run_cli("-o", "json", *argv)
+        result = cli("-o", "json", *argv)
+        assert "not available through a remote context" not in result.stderr, argv
         if command == "db backup" and not os.environ["CORTEX_DATABASE_URL"].startswith("sqlite"):
             # PostgreSQL: pg_dump guidance, exit 2, as a JSON error on stderr.
             assert result.exit_code == 2 and json.loads(result.stderr)["error"]["code"] == "usage"
@@ -215,7 +219,7 @@ def test_every_data_command_honours_json_with_one_vocabulary(
         # jsonl: a list is one item a line, an object one line (read commands only:
         # running a change twice would change something else).
         if command in READ_ONLY:
-            lines = run_cli("-o", "jsonl", *argv).stdout.splitlines()
+            lines = cli("-o", "jsonl", *argv).stdout.splitlines()
             parsed = [json.loads(line) for line in lines]
             assert len(parsed) == (len(document) if isinstance(document, list) else 1), command
     clashes = {key: seen for key, seen in types_of.items() if len(seen) > 1}

@@ -61,36 +61,38 @@ def test_fan_out_skips_cordoned_nodes_with_a_summary(cli: Cli) -> None:
     assert "cordoned" in fan[1]["error"]
 
 
-def test_destructive_commands_need_yes_off_a_terminal() -> None:
+def test_destructive_commands_need_yes_off_a_terminal(cli: Cli) -> None:
     add_node("n1")
-    one_line_error(run_cli("nodes", "revoke", "n1"), 2, "add --yes")
-    assert cli_json("nodes", "show", "n1")["revoked"] is False
-    one_line_error(run_cli("nodes", "rotate-credential", "n1"), 2, "add --yes")
-    one_line_error(run_cli("nodes", "sandbox", "--all", "--strict"), 2, "add --yes")
+    one_line_error(cli("nodes", "revoke", "n1"), 2, "add --yes")
+    assert cli.json("nodes", "show", "n1")["revoked"] is False
+    one_line_error(cli("nodes", "rotate-credential", "n1"), 2, "add --yes")
+    one_line_error(cli("nodes", "sandbox", "--all", "--strict"), 2, "add --yes")
     # A single named node's sandbox is not a selector change: no question.
-    assert run_cli("nodes", "sandbox", "n1", "--strict").exit_code == 0
+    assert cli("nodes", "sandbox", "n1", "--strict").exit_code == 0
     # The cron admin tasks never ask.
-    assert run_cli("journal", "fail", "n1").exit_code == 0
-    assert run_cli("gc", "tasks", "--older-than", "30d").exit_code == 0
+    assert cli("journal", "fail", "n1").exit_code == 0
+    assert cli("gc", "tasks", "--older-than", "30d").exit_code == 0
+    one_line_error(cli("nodes", "delete", "n1"), 2, "add --yes")
+    assert cli.json("nodes", "show", "n1")["name"] == "n1"
 
 
-def test_a_person_at_a_terminal_is_asked(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_person_at_a_terminal_is_asked(cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
     add_node("n1")
     monkeypatch.setattr(render, "is_interactive", lambda: True)
-    declined = run_cli("nodes", "revoke", "n1", input="n\n")
+    declined = cli("nodes", "revoke", "n1", input="n\n")
     assert declined.exit_code == 1
     assert "revoke n1" in declined.stderr and "[y/N]" in declined.stderr
     assert "error: aborted; nothing changed" in declined.stderr
-    assert cli_json("nodes", "show", "n1")["revoked"] is False
-    accepted = run_cli("nodes", "revoke", "n1", input="y\n")
+    assert cli.json("nodes", "show", "n1")["revoked"] is False
+    accepted = cli("nodes", "revoke", "n1", input="y\n")
     assert accepted.exit_code == 0 and "revoked node n1" in accepted.stdout
-    assert cli_json("nodes", "show", "n1")["revoked"] is True
+    assert cli.json("nodes", "show", "n1")["revoked"] is True
 
 
-def test_dry_runs_change_nothing() -> None:
+def test_dry_runs_change_nothing(cli: Cli) -> None:
     add_node("n1", "zone=eu")
-    task = submit("n1", "--", "true")
-    revoked = cli_json("nodes", "revoke", "n1", "--dry-run")
+    task = submit("n1", "--", "true", cli=cli)
+    revoked = cli.json("nodes", "revoke", "n1", "--dry-run")
     assert revoked == {
         "id": revoked["id"],
         "name": "n1",
@@ -98,46 +100,46 @@ def test_dry_runs_change_nothing() -> None:
         "failed_tasks": 1,
         "dry_run": True,
     }
-    sandbox = cli_json("nodes", "sandbox", "-l", "zone=eu", "--strict", "--dry-run")
+    sandbox = cli.json("nodes", "sandbox", "-l", "zone=eu", "--strict", "--dry-run")
     assert sandbox[0]["sandbox"] == "strict"
-    renamed = cli_json("nodes", "rename", "n1", "n9", "--dry-run")
+    renamed = cli.json("nodes", "rename", "n1", "n9", "--dry-run")
     assert renamed["name"] == "n9" and renamed["dry_run"] is True
-    assert cli_json("nodes", "rotate-credential", "n1", "--dry-run")["dry_run"] is True
-    assert cli_json("tasks", "cancel", task["id"], "--dry-run")["dry_run"] is True
-    assert cli_json("journal", "fail", "n1", "--dry-run") == {
+    assert cli.json("nodes", "rotate-credential", "n1", "--dry-run")["dry_run"] is True
+    assert cli.json("tasks", "cancel", task["id"], "--dry-run")["dry_run"] is True
+    assert cli.json("journal", "fail", "n1", "--dry-run") == {
         "node_id": revoked["id"],
         "node_name": "n1",
         "failed_tasks": 1,
         "failed": 1,  # the old name, kept for one release (CHANGELOG.md)
         "dry_run": True,
     }
-    assert cli_json("nodes", "cordon", "n1", "--dry-run")["dry_run"] is True
-    deleted = cli_json("nodes", "delete", "n1", "--dry-run")
+    assert cli.json("nodes", "cordon", "n1", "--dry-run")["dry_run"] is True
+    deleted = cli.json("nodes", "delete", "n1", "--dry-run")
     assert deleted["deleted_tasks"] == 1 and deleted["dry_run"] is True
-    node = cli_json("nodes", "show", "n1")
+    node = cli.json("nodes", "show", "n1")
     assert (node["revoked"], node["sandbox"], node["cordoned"]) == (False, "permissive", False)
-    assert cli_json("tasks", "show", task["id"])["state"] == "pending"
+    assert cli.json("tasks", "show", task["id"])["state"] == "pending"
 
 
-def test_delete_rename_and_a_rejoined_name(data_dir: Path) -> None:
+def test_delete_rename_and_a_rejoined_name(cli: Cli, data_dir: Path) -> None:
     first = add_node("laptop")
     second = add_node("laptop-2")  # a re-join under another name (never suffixed)
-    one_line_error(run_cli("nodes", "rename", "laptop-2", "laptop"), 5, "taken by node")
-    assert run_cli("nodes", "revoke", "laptop", "--yes").exit_code == 0
+    one_line_error(cli("nodes", "rename", "laptop-2", "laptop"), 5, "taken by node")
+    assert cli("nodes", "revoke", "laptop", "--yes").exit_code == 0
     mirror = data_dir / "mirrors" / first
     mirror.mkdir(parents=True)
     (mirror / "f").write_text("x")
-    deleted = cli_json("nodes", "delete", "laptop", "--yes")
+    deleted = cli.json("nodes", "delete", "laptop", "--yes")
     assert (deleted["id"], deleted["mirror_state"], deleted["mirror_files"]) == (
         first,
         "removed",
         1,
     )
     assert not mirror.exists()
-    renamed = cli_json("nodes", "rename", "laptop-2", "laptop")
+    renamed = cli.json("nodes", "rename", "laptop-2", "laptop")
     assert (renamed["old_name"], renamed["name"]) == ("laptop-2", "laptop")
-    assert cli_json("nodes", "show", "laptop")["id"] == second
-    one_line_error(run_cli("nodes", "delete", first, "--yes"), 3, "no node")
+    assert cli.json("nodes", "show", "laptop")["id"] == second
+    one_line_error(cli("nodes", "delete", first, "--yes"), 3, "no node")
 
 
 def test_short_id_prefixes_and_ambiguity(cli: Cli) -> None:
@@ -182,11 +184,11 @@ def test_cordoned_node_refuses_submissions_until_uncordoned(cli: Cli) -> None:
     assert submit("n1", "--", "true", cli=cli)["state"] == "pending"
 
 
-def test_drain_of_an_idle_node_cordons_and_returns() -> None:
+def test_drain_of_an_idle_node_cordons_and_returns(cli: Cli) -> None:
     add_node("n1")
-    drained = cli_json("nodes", "drain", "n1", "--timeout", "5s")
+    drained = cli.json("nodes", "drain", "n1", "--timeout", "5s")
     assert drained["cordoned"] is True
-    assert cli_json("nodes", "show", "n1")["cordoned"] is True
+    assert cli.json("nodes", "show", "n1")["cordoned"] is True
 
 
 def _finish(task_id: str, state: str, exit_code: int | None = None, **out: bytes) -> None:
@@ -258,6 +260,7 @@ def test_expire_after_and_the_hub_default(monkeypatch: pytest.MonkeyPatch) -> No
 
 
 def test_gc_tasks_expires_overdue_queued_tasks() -> None:
+    # Local only: a hub's own task_expiry job (every 5 s) would expire the task first.
     from cortexctl.config import load_settings
     from cortexctl.core import clock
     from cortexctl.store.engine import Store
@@ -339,3 +342,32 @@ def test_db_backup(tmp_path: Path) -> None:
     assert backed["bytes"] > 0 and Path(backed["path"]).is_file()
     one_line_error(run_cli("db", "backup", str(tmp_path / "b.db")), 5, "--force")
     assert run_cli("db", "backup", str(tmp_path / "b.db"), "--force", "--quiet").stdout == ""
+
+
+def test_quota_mirrors_hubs_audit_and_admin_tokens(cli: Cli) -> None:
+    add_node("n1")
+    usage = cli.json("nodes", "quota", "n1", "--bytes", "1GiB", "--files", "10")
+    assert (usage["quota_bytes"], usage["quota_files"], usage["quota_configured"]) == (
+        1024**3,
+        10,
+        True,
+    )
+    cleared = cli("nodes", "quota", "n1", "--clear")
+    assert cleared.exit_code == 0 and "node n1 (" in cleared.stderr + cleared.stdout
+    assert cli.json("nodes", "show", "n1")["mirror"]["quota_configured"] is False
+    listing = cli.json("mirrors", "ls", "n1")
+    assert (listing["node_name"], listing["files"]) == ("n1", [])
+    assert "no files in the mirror of n1" in cli("mirrors", "ls", "n1").stdout
+    assert "nothing to remove" in cli("mirrors", "rm", "n1", "--yes").stdout
+    one_line_error(cli("mirrors", "ls", "ghost"), 3, "no node")
+    # Through a context the hub serving it is a member; on the store alone, none runs.
+    assert len(cli.json("hubs", "list")) == (1 if cli.remote else 0)
+    created = cli.json("admin-tokens", "create", "--role", "viewer", "--name", "ci")
+    assert created["token"].startswith("cortex-admin.") and created["role"] == "viewer"
+    assert "ci" in [t["name"] for t in cli.json("admin-tokens", "list")]
+    assert [t["state"] for t in cli.json("admin-tokens", "revoke", "ci")] == ["revoked"]
+    assert "ci" not in [t["name"] for t in cli.json("admin-tokens", "list")]
+    kind = "token" if cli.remote else "local"
+    mine = [e for e in cli.json("audit", "list", "--since", "1h") if e["actor_kind"] == kind]
+    assert {"admin_tokens.create", "admin_tokens.revoke"} <= {e["action"] for e in mine}, mine
+    assert created["token"] not in json.dumps(cli.json("audit", "list"))

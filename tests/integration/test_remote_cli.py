@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -19,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import wait_until
+from tests.conftest import DEADLINE_SCALE, wait_until
 from tests.faults.certs import make_pki
 from tests.helpers import add_context, add_node, child_env, cli_json, run_cli, start_tls_hub
 
@@ -97,12 +98,49 @@ def test_read_commands_print_what_they_print_on_the_store(tls_hub: Any) -> None:
         (["tasks", "show", "tk_missing"], ("table",)),
         (["tasks", "logs", task], ("json",)),
         (["invites", "list", "--all"], ("table", "json")),
+        # Changes, planned only (--dry-run changes and audits nothing), and their errors.
+        (["nodes", "revoke", "n1", "--dry-run"], ("table", "json")),
+        (["nodes", "revoke", "-l", "zone=eu", "--dry-run"], ("table", "yaml")),
+        (["nodes", "sandbox", "-l", "zone=eu", "--strict", "--dry-run"], ("table", "json")),
+        (["nodes", "sandbox", "n1", "--strict", "--permissive"], ("table",)),
+        (["nodes", "rename", "n1", "n9", "--dry-run"], ("table", "json")),
+        (["nodes", "rename", "n1", "n2", "--dry-run"], ("table",)),
+        (["nodes", "rotate-credential", "n1", "--dry-run"], ("table", "json")),
+        (["nodes", "delete", "n4", "--dry-run"], ("table", "json")),
+        (["nodes", "delete", "ghost", "--yes"], ("json",)),
+        (["nodes", "quota", "ghost", "--clear"], ("table",)),
+        (["nodes", "drain", "ghost"], ("table",)),
+        (["journal", "fail", "n1", "--dry-run"], ("table", "json")),
+        (["gc", "locks", "--dry-run"], ("table", "json")),
+        (["gc", "mirrors", "--dry-run"], ("table", "json")),
+        (["gc", "invites", "--dry-run"], ("table", "json")),
+        (["gc", "tasks", "--older-than", "1d", "--dry-run"], ("table", "json")),
+        (["gc", "audit", "--dry-run"], ("table", "json")),
+        (["mirrors", "ls", "n1"], ("table", "json")),
+        (["mirrors", "ls", "ghost"], ("table",)),
+        (["mirrors", "rm", "n4", "--dry-run"], ("table", "json")),
+        (["audit", "list"], ("table", "json")),
+        (["audit", "list", "--actor", "nobody", "--since", "1h"], ("table",)),
+        (["admin-tokens", "list", "--all"], ("table",)),
+        (["mesh", "status", "--check", "--min-hubs", "2"], ("table", "json")),
+        (["mesh", "status", "--check", "--warn-offline", "9"], ("table",)),
     ]
     for command, outputs in commands:
         for output in outputs:
             local = run_cli(*command, "-o", output)
             remote = run_cli("--context", "hub", *command, "-o", output)
             assert _same(remote) == _same(local), (command, output, local.stdout, remote.stdout)
+    # The hubs: the same but for their leases, renewed between the two looks.
+    local_hubs, remote_hubs = (
+        [{k: v for k, v in h.items() if not k.startswith("lease_")} for h in cli_json(*c)]
+        for c in (["hubs", "list", "--all"], ["--context", "hub", "hubs", "list", "--all"])
+    )
+    assert remote_hubs == local_hubs and len(local_hubs) == 1
+    lease = re.compile(r"\d+s left")
+    local, remote = run_cli("hubs", "list"), run_cli("--context", "hub", "hubs", "list")
+    assert _same(remote)[0] == 0 and lease.sub("", _same(remote)[1]) == lease.sub(
+        "", _same(local)[1]
+    )
     # The mesh at one instant: the same but for the instant itself.
     local_mesh = cli_json("mesh", "status", "--jobs")
     remote_mesh = cli_json("--context", "hub", "mesh", "status", "--jobs")
@@ -145,14 +183,6 @@ def test_errors_say_what_to_do(tmp_path: Path, tls_hub: Any) -> None:
     one_line_error(
         run_cli("--context", "nope", "nodes", "list"), 3, "no context 'nope'", "context add nope"
     )
-    # A command the admin API does not serve yet: the usage code, and where to run it.
-    one_line_error(
-        run_cli("--context", "hub", "nodes", "rename", "n1", "n9"),
-        2,
-        "`cortexctl nodes rename` is not available through a remote context yet",
-        "--context local",
-    )
-    assert cli_json("nodes", "show", "n1")["name"] == "n1"
     # `db` always works on the store here.
     assert run_cli("--context", "hub", "db", "current").exit_code == 0
     # Nothing listening.
@@ -199,6 +229,25 @@ def test_errors_say_what_to_do(tmp_path: Path, tls_hub: Any) -> None:
         "has viewer",
     )
     assert cli_json("tasks", "list") == []
+    # A change needs its role: one line naming it, and nothing changed (not even asked).
+    for command, needs in (
+        (["nodes", "revoke", "n1", "--yes"], "RevokeNode needs the admin role"),
+        (["nodes", "rename", "n1", "n9"], "RenameNode needs the admin role"),
+        (["admin-tokens", "create", "--role", "admin", "--name", "x"], "needs the admin role"),
+        (["gc", "tasks", "--older-than", "30d", "--dry-run"], "RunGc needs the operator role"),
+        (["journal", "fail", "n1"], "FailNodeTasks needs the operator role"),
+    ):
+        one_line_error(run_cli("--context", "viewer", *command), 6, needs, "has viewer")
+    node = cli_json("nodes", "show", "n1")
+    assert (node["name"], node["revoked"]) == ("n1", False)
+    _, _ = add_context("operator", hub, pki.ca, "operator", root=tmp_path)
+    one_line_error(
+        run_cli("--context", "operator", "nodes", "sandbox", "n1", "--strict"),
+        6,
+        "SetSandbox needs the admin role",
+        "has operator",
+    )
+    assert run_cli("--context", "operator", "journal", "fail", "n1").exit_code == 0
     assert run_cli("admin-tokens", "revoke", "viewer-viewer").exit_code == 0
     refused = one_line_error(
         run_cli("--context", "viewer", "nodes", "list"), 6, "context 'viewer'", "--token-file"
@@ -206,6 +255,100 @@ def test_errors_say_what_to_do(tmp_path: Path, tls_hub: Any) -> None:
     assert viewer_file.read_text().strip() not in refused  # never the token
     as_json = run_cli("--context", "viewer", "nodes", "list", "-o", "json")
     assert json.loads(as_json.stderr)["error"]["exit"] == 6
+
+
+REMOTE_COMMANDS = [
+    ["nodes", "sandbox", "n1", "--strict", "--dry-run"],
+    ["nodes", "quota", "n1", "--bytes", "1GiB"],
+    ["nodes", "revoke", "n1", "--dry-run"],
+    ["nodes", "rotate-credential", "n1", "--dry-run"],
+    ["nodes", "rename", "n1", "n9", "--dry-run"],
+    ["nodes", "delete", "n1", "--dry-run"],
+    ["nodes", "drain", "n1", "--timeout", "5s"],
+    ["nodes", "uncordon", "n1"],
+    ["journal", "fail", "n1", "--dry-run"],
+    ["gc", "locks", "--dry-run"],
+    ["gc", "mirrors", "--dry-run"],
+    ["gc", "invites", "--dry-run"],
+    ["gc", "tasks", "--older-than", "30d", "--dry-run"],
+    ["gc", "audit", "--dry-run"],
+    ["mirrors", "ls", "n1"],
+    ["mirrors", "rm", "n1", "--dry-run"],
+    ["hubs", "list"],
+    ["audit", "list"],
+    ["admin-tokens", "create", "--role", "viewer", "--name", "v2"],
+    ["admin-tokens", "list"],
+    ["admin-tokens", "revoke", "v2"],
+    ["mesh", "status", "--check", "--min-hubs", "0", "--warn-offline", "0"],
+]
+IN_ONE_PROCESS = """
+import json, sys
+from typer.testing import CliRunner
+from cortexctl.cli.app import app
+codes = {}
+for argv in json.loads(sys.argv[1]):
+    result = CliRunner().invoke(app, ["--context", "hub", "-o", "json", *argv])
+    codes[" ".join(argv)] = [result.exit_code, result.stderr[-300:]]
+loaded = [m for m in sys.modules if m.split(".")[0] in ("sqlalchemy", "alembic")]
+loaded += [m for m in sys.modules if m.startswith("cortexctl.store")]
+print(json.dumps({"codes": codes, "loaded": sorted(loaded), "remote": "grpc" in sys.modules}))
+"""
+
+
+def test_remote_changes_load_no_sqlalchemy(tls_hub: Any) -> None:
+    _hub, _pki, env = tls_hub
+    add_node("n1")
+    run = subprocess.run(
+        [sys.executable, "-c", IN_ONE_PROCESS, json.dumps(REMOTE_COMMANDS)],
+        env={**env, "PYTHONPATH": os.environ.get("PYTHONPATH", "")},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    done = json.loads(run.stdout)
+    assert {k: v for k, v in done["codes"].items() if v[0] != 0} == {}
+    assert done["remote"] and done["loaded"] == []
+
+
+def test_watch_events_through_a_context(tls_hub: Any, tmp_path: Path) -> None:
+    _hub, _pki, env = tls_hub
+    out = tmp_path / "events.jsonl"
+    args = ["--context", "hub", "mesh", "status", "--watch-events", "--interval", "0.2s"]
+    with out.open("w") as sink:
+        watcher = subprocess.Popen(
+            [sys.executable, "-m", "cortexctl", *args],
+            env={**env, "PYTHONPATH": os.environ.get("PYTHONPATH", "")},
+            stdout=sink,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    def events() -> list[dict[str, Any]]:
+        whole = out.read_text().split("\n")[:-1]  # a line still being written waits
+        return [json.loads(line) for line in whole]
+
+    try:
+        wait_until(events, 30, "the first event")
+        assert events()[0]["event"] == "watching"
+        node_id = add_node("n1", permissive=False)
+        wait_until(lambda: "node_added" in {e["event"] for e in events()}, 30, "the join")
+        # A change seen apart from the join (one look may see both, and only the join).
+        assert run_cli("nodes", "sandbox", "n1", "--permissive").exit_code == 0
+
+        def seen() -> bool:
+            kinds = {e["event"] for e in events()}
+            audited = {e.get("action") for e in events() if e["event"] == "audit"}
+            return "policy_changed" in kinds and "nodes.sandbox" in audited
+
+        wait_until(seen, 30, "the policy change and its audit entry")
+        changed = next(e for e in events() if e["event"] == "policy_changed")
+        assert changed["node_id"] == node_id
+    finally:
+        watcher.send_signal(signal.SIGINT)
+        code = watcher.wait(15 * DEADLINE_SCALE)
+        stderr = watcher.stderr.read() if watcher.stderr else ""
+    assert code == 0, stderr
 
 
 def test_remote_nodes_list_loads_no_sqlalchemy(tls_hub: Any) -> None:
