@@ -24,12 +24,16 @@ from cortexctl.hub.auth import CredentialCache
 from cortexctl.hub.executor import StoreExecutor
 from cortexctl.hub.inflight import InFlightUploads
 from cortexctl.hub.ratelimit import FailureLimiter
-from cortexctl.hub.stalls import LoopMonitor
+from cortexctl.hub.stalls import ConditionLog, LoopMonitor
 from cortexctl.hub.streams import StreamRegistry
 from cortexctl.hub.sync_locks import SyncLockRegistry
 from cortexctl.hub.task_watch import TaskWatches
 
 log = logging.getLogger("cortexctl.hub")
+# Failing a lost node's tasks is retried until the store takes it: the first retry after
+# FAIL_RETRY_FIRST_S, doubling up to FAIL_RETRY_CAP_S between tries.
+FAIL_RETRY_FIRST_S = 0.5
+FAIL_RETRY_CAP_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -208,8 +212,30 @@ class HubRuntime:
             if task is not None:
                 self._graces.discard(task)
 
-    async def fail_with_retries(self, fail: Callable[[Session], int], what: str, when: str) -> int:
-        for delay in (0.5, 1.0, 2.0, 4.0, 8.0, None):
+    async def fail_with_retries(
+        self,
+        fail: Callable[[Session], int],
+        what: str,
+        when: str,
+        *,
+        give_up_after_s: float | None = None,
+    ) -> int:
+        """Run ``fail`` in the store until it commits, so that every task ends in bounded
+        time without an operator: a store that fails for a while (a full disk, a restart)
+        is retried with back-off up to ``FAIL_RETRY_CAP_S`` between tries.
+
+        It stops without failing anything when the hub is fenced (the hub that took over
+        decided these tasks) or cancelled (the hub stops: its drain decides), and after
+        ``give_up_after_s`` when that is given (the drain itself, which must not hold a
+        stop forever; a restarted hub fails those tasks after its grace).
+        """
+        failures = ConditionLog(log, f"recording {what} as failed {when}")
+        delay = FAIL_RETRY_FIRST_S
+        started = time.monotonic()
+        while True:
+            if self.fenced:
+                log.info("did not fail %s %s: the hub is fenced", what, when)
+                return 0
             try:
                 failed = await self.executor.session(fail, write=True, timeout=30.0)
             except Fenced as err:
@@ -217,20 +243,25 @@ class HubRuntime:
                 log.info("did not fail %s %s: %s", what, when, err)
                 return 0
             except CortexError as err:
-                if delay is None:
+                if give_up_after_s is not None and (
+                    time.monotonic() - started + delay > give_up_after_s
+                ):
                     log.error(
-                        "could not fail %s %s (%s); `cortexctl journal fail NODE` will",
+                        "could not fail %s %s (%s); a restarted hub fails them after its "
+                        "grace, or `cortexctl journal fail NODE` now",
                         what,
                         when,
                         err,
                     )
                     return 0
+                failures.failed(f"{err}; retried every {FAIL_RETRY_CAP_S:g}s at most")
                 await asyncio.sleep(delay)
+                delay = min(FAIL_RETRY_CAP_S, delay * 2)
                 continue
+            failures.ok()
             if failed:
                 log.warning("failed %d of %s %s", failed, what, when)
             return failed
-        return 0  # pragma: no cover - the loop always returns
 
     def cancel_graces(self) -> None:
         for task in list(self._graces):

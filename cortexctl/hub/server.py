@@ -47,6 +47,9 @@ from cortexctl.tuning import tune_malloc
 log = logging.getLogger("cortexctl.hub")
 SERVICE_NAME = mesh_pb2.DESCRIPTOR.services_by_name["AgentOrchestrator"].full_name
 SHUTDOWN_GRACE_S = 5.0
+# How long a stopping hub retries failing the tasks it still holds (a store that fails):
+# past it the hub stops anyway and its next start fails them after the grace.
+DRAIN_FAIL_RETRY_S = 15.0
 _SINGLE_HUB_LOCKS: list[int | None] = []  # held open for the life of the process
 
 
@@ -407,6 +410,7 @@ class HubServer:
                 lambda session: journal.fail_own_tasks(session, runtime.member, reason),
                 "the tasks still in flight",
                 "at shutdown",
+                give_up_after_s=DRAIN_FAIL_RETRY_S,
             )
         for stream in runtime.streams.streams():
             for task_id in sorted(stream.in_flight):
