@@ -21,6 +21,7 @@ from cortexctl.core.quotas import QuotaDefaults, quota_defaults
 from cortexctl.core.sandbox import SandboxDefaults, sandbox_defaults
 from cortexctl.errors import CortexError, Fenced
 from cortexctl.hub.auth import CredentialCache
+from cortexctl.hub.ballast import Ballast
 from cortexctl.hub.executor import StoreExecutor
 from cortexctl.hub.inflight import InFlightUploads
 from cortexctl.hub.ratelimit import FailureLimiter
@@ -55,6 +56,7 @@ class HubOptions:
     max_file_bytes: int = 1024**3
     quotas: QuotaDefaults = QuotaDefaults()
     free_space_reserve: str = "5%"
+    disk_ballast_bytes: int = 0  # store.disk_ballast (SQLite only; hub/ballast.py)
     lock_wait_s: float = 5.0
     lock_ttl_s: float = 600.0
     mirrors_dir: Path = Path("mirrors")
@@ -105,6 +107,7 @@ class HubOptions:
             max_file_bytes=sync.max_file_bytes,
             quotas=quota_defaults(settings),
             free_space_reserve=sync.free_space_reserve,
+            disk_ballast_bytes=settings.store.disk_ballast,
             lock_wait_s=sync.lock_wait,
             lock_ttl_s=sync.lock_ttl,
             mirrors_dir=settings.mirrors_dir,
@@ -138,6 +141,8 @@ class HubRuntime:
     live_output: LiveOutput = field(default_factory=lambda: LiveOutput(0))
     loop_monitor: LoopMonitor = field(default_factory=lambda: LoopMonitor(threshold_s=1.0))
     draining: bool = False
+    # Room kept for a SQLite store on a full disk (None: another backend, or none wanted).
+    ballast: Ballast | None = None
     # The epoch this process holds its membership at (fencing token); 0 before it joins.
     epoch: int = 0
     # Another hub took this one over: it serves nothing until it has rejoined (hub/fencing.py).

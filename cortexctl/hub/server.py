@@ -26,6 +26,7 @@ from cortexctl.errors import CortexError, Unavailable
 from cortexctl.hub import admin, convert, jobs, wakeup
 from cortexctl.hub.atomic import write_atomic
 from cortexctl.hub.auth import CredentialCache
+from cortexctl.hub.ballast import Ballast
 from cortexctl.hub.connections import ConnectionStats, connection_cap, fd_limit, raise_fd_limit
 from cortexctl.hub.executor import StoreExecutor
 from cortexctl.hub.fencing import Fence
@@ -40,7 +41,7 @@ from cortexctl.hub.streams import StreamRegistry
 from cortexctl.hub.sync_files import SyncFileHandler
 from cortexctl.hub.tls import TlsFiles
 from cortexctl.proto import mesh_pb2, mesh_pb2_grpc
-from cortexctl.store.engine import Store, hold_single_hub_lock
+from cortexctl.store.engine import Store, hold_single_hub_lock, sqlite_path
 from cortexctl.store.listen import StreamMoved
 from cortexctl.tuning import tune_malloc
 
@@ -143,6 +144,13 @@ class HubServer:
             credentials=CredentialCache(self.executor, options.handshake_deadline_s),
             epoch=epoch,
         )
+        store_file = sqlite_path(store.url)
+        if store_file is not None and options.disk_ballast_bytes > 0:
+            ballast = Ballast.beside(
+                store_file, options.disk_ballast_bytes, options.free_space_reserve
+            )
+            self.runtime.ballast = ballast
+            self.executor.full_observers.append(ballast.release)
         self.fence = Fence(self.runtime, self._set_serving, lambda: self.address)
         self.runtime.on_fenced = self.fence.trigger
         self.executor.fence_observers.append(self.fence.trigger)
@@ -232,6 +240,8 @@ class HubServer:
                 timeout=10.0,
             )
         await self._watch_previous_run()
+        if runtime.ballast is not None:
+            await jobs.put_ballast(runtime, runtime.ballast)
         await server.start()
         await self.executor.session(
             hubs.set_address, self.hub_id, self.address, write=True, timeout=10.0
@@ -239,6 +249,8 @@ class HubServer:
         await self._set_serving(True)
         scheduled = jobs.core_jobs(runtime) + [make(runtime) for make in opts.extra_jobs]
         scheduled.append(jobs.connection_watch_job(runtime, self.connections))
+        if runtime.ballast is not None:
+            scheduled.append(jobs.ballast_job(runtime, runtime.ballast))
         identity = jobs.sqlite_identity(self.store)
         if identity is not None:
             scheduled.append(jobs.store_file_job(runtime, identity, self.fail))

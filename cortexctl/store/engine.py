@@ -15,12 +15,13 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from cortexctl.core.clock import Deadline
 from cortexctl.core.permissions import PRIVATE, HubModes, secure_sqlite_file
-from cortexctl.errors import Conflict, CortexError, InvalidArgument, Unavailable
+from cortexctl.errors import Conflict, CortexError, InvalidArgument, StoreFull, Unavailable
 from cortexctl.redaction import redact_url
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
 # PostgreSQL's lock_not_available (lock_timeout) and query_canceled (statement_timeout)
 PG_TIMEOUT_STATES = frozenset({"55P03", "57014"})
+SQLITE_FULL = 13  # "database or disk is full" (its primary result code)
 MIGRATIONS = Path(__file__).with_name("migrations")
 
 
@@ -288,6 +289,8 @@ def store_error(
         return Conflict(f"a concurrent change conflicted ({str(err.orig).strip()}); try again")
     if not isinstance(err, exc.OperationalError | exc.InterfaceError | exc.DatabaseError):
         return None
+    if _disk_full(err):
+        return StoreFull(describe_operational_error(url, err))
     if deadline is not None and _timed_out(err):
         # Under a deadline the database's lock and statement timeouts are set from it, so
         # its timeout is the deadline: say so the same way as when the executor's fires.
@@ -296,6 +299,14 @@ def store_error(
             f"({describe_operational_error(url, err)}); retry shortly"
         )
     return Unavailable(describe_operational_error(url, err))
+
+
+def _disk_full(err: exc.DBAPIError) -> bool:
+    """Whether SQLite found no room on its disk (SQLITE_FULL)."""
+    code = getattr(err.orig, "sqlite_errorcode", None)
+    if isinstance(code, int):
+        return code & 0xFF == SQLITE_FULL
+    return "database or disk is full" in str(err.orig).lower()
 
 
 def _timed_out(err: exc.DBAPIError) -> bool:

@@ -16,6 +16,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -400,6 +401,33 @@ def fill(path: Path) -> None:
         os.close(fd)
 
 
+class KeepFull:
+    """Keeps a file system full with one plain file: whatever room appears (the hub's
+    ballast released, a file removed) is taken again at once, until ``stop``."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.stopped = threading.Event()
+        fill(path)
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
+        try:
+            while not self.stopped.wait(0.02):
+                with contextlib.suppress(OSError):
+                    while os.write(fd, b"\0" * 4096):
+                        pass
+        finally:
+            os.close(fd)
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.thread.join(10)
+        self.path.unlink()
+
+
 def test_disk_full_during_results_loses_none_and_tasks_wait_returns(
     tmp_path: Path, store_env: dict[str, str], isolated_env: Path, database_url: str
 ) -> None:
@@ -417,8 +445,9 @@ def test_disk_full_during_results_loses_none_and_tasks_wait_returns(
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
         )
-        filler = data_dir / "filler"
-        fill(filler)
+        # Full, and kept full: the room of the hub's ballast is taken too, so results
+        # meet a disk with no room at all.
+        filler = KeepFull(data_dir / "filler")
         try:
             wait_until(
                 lambda: "recording task results failed" in mesh.hub.log(),
@@ -429,7 +458,7 @@ def test_disk_full_during_results_loses_none_and_tasks_wait_returns(
             assert {state(t) for t in ids} <= {"running", "succeeded"}
             time.sleep(2.0)  # the fault: the disk stays full a little longer
         finally:
-            filler.unlink()
+            filler.stop()
         for task_id in ids:
             wait_until(lambda t=task_id: state(t) in TERMINAL, 30, f"task {task_id} to end")
             task = show(task_id)
@@ -442,3 +471,55 @@ def test_disk_full_during_results_loses_none_and_tasks_wait_returns(
         # Periodic writes that failed were logged once per condition, not once per run.
         assert log.count("maintenance job presence_flush failed") <= 2
         assert "Traceback" not in log
+
+
+def lease_expires(hub_id: str) -> datetime:
+    hub = next(h for h in cli_json("hubs", "list") if h["id"] == hub_id)
+    assert hub["state"] == "live", hub
+    return datetime.fromisoformat(str(hub["lease_expires_at"]))
+
+
+def test_a_disk_filled_by_another_file_keeps_nodes_online_and_the_lease_renewed(
+    tmp_path: Path, store_env: dict[str, str], isolated_env: Path, database_url: str
+) -> None:
+    sqlite_only(database_url)
+    data_dir = Path(store_env["CORTEX_DATA_DIR"])
+    with small_tmpfs(data_dir, "24m"), make_mesh(tmp_path, store_env, isolated_env) as mesh:
+        ballast = data_dir / "cortex.db.ballast"
+        assert ballast.stat().st_blocks * 512 >= 8 * 1024 * 1024  # put at start, real blocks
+        mesh.start_agent("n1", mesh.invite("--sandbox", "permissive"))
+        wait_until(lambda: mesh.node("n1")["status"] == "online", 20, "n1 to be online")
+        filler = data_dir / "filler"
+        lease_s = 15.0  # hub.lease, renewed every third of it
+        filled_at = datetime.now(UTC)
+        fill(filler)  # one plain file takes every free block: not an upload, no reserve
+        try:
+            seen: list[str] = []
+
+            def renewed_while_full() -> bool:
+                seen.append(str(mesh.node("n1")["status"]))
+                # Renewed after the disk filled: it expires a whole lease after that.
+                return lease_expires(mesh.hub.hub_id) > filled_at + timedelta(seconds=lease_s)
+
+            wait_until(renewed_while_full, 30, "the hub to renew its lease on the full disk")
+            wait_until(
+                lambda: "released its 8 MiB ballast" in mesh.hub.log(),
+                30,
+                "the store to meet the full disk and release the ballast",
+            )
+            assert not ballast.exists()
+            # Presence is still written: n1 was never offline, and is online after all this.
+            wait_until(
+                lambda: seen.append(str(mesh.node("n1")["status"])) or seen[-1] == "online",
+                20,
+                "n1 to be seen online on the full disk",
+            )
+            assert "offline" not in seen, seen
+            assert lease_expires(mesh.hub.hub_id) > datetime.now(UTC)
+        finally:
+            filler.unlink()
+        wait_until(lambda: "put back its 8 MiB ballast" in mesh.hub.log(), 30, "the ballast back")
+        assert ballast.stat().st_blocks * 512 >= 8 * 1024 * 1024
+        assert mesh.node("n1")["status"] == "online"
+        log = mesh.hub.log()
+        assert "disconnected" not in log and "Traceback" not in log
