@@ -353,6 +353,51 @@ def test_kill_9_of_an_agent_leaves_no_process_of_its_task(
     wait_until(lambda: lost_mesh.node("n1")["running_tasks"] == 0, 10, "the node to agree")
 
 
+# --- no hub past the grace: the agent stops its tasks; a refused result is dropped -------
+
+
+def test_with_no_hub_past_the_grace_the_agent_stops_its_task_and_drops_the_refused_result(
+    lost_mesh: Mesh,
+) -> None:
+    if not sys.platform.startswith("linux"):
+        pytest.skip("the task's processes are read from /proc")
+    agent = lost_mesh.start_agent(
+        "n1", lost_mesh.invite("--sandbox", "permissive"), "--isolation", "none"
+    )
+    results = lost_mesh.root / "agents" / "n1" / "state" / "results"
+    pids_file = lost_mesh.workspace("n1") / "pids"
+    since = boot_ticks_now()
+    task_id = cli_json("tasks", "submit", "n1", "--script", FAMILY.format(escapes=""))["id"]
+    wait_until(lambda: len(ran_lines(pids_file)) >= 5, 15, "the task's family to start")
+    pids = [int(p) for p in ran_lines(pids_file)]
+    lost_mesh.hub.kill()
+    wait_until(lambda: "stream ended with 1 task(s)" in agent.log(), 20, "the agent to see it")
+    assert all(alive(pid, since) for pid in pids)  # within the grace the task goes on
+    wait_until(
+        lambda: "no hub within the 10s grace" in agent.log(), 30, "the agent's grace to pass"
+    )
+    wait_until(
+        lambda: not any(alive(pid, since) for pid in pids), 15, "the task's processes to end"
+    )
+    assert [p.name for p in results.iterdir()] == [f"{task_id}.pb"]  # kept, unacknowledged
+    # Held back while the restarted hub's own grace passes: the hub fails the task first,
+    # so the agent's late result is refused (accepted=false) when it comes back.
+    agent.signal(signal.SIGSTOP)
+    try:
+        lost_mesh.hub.start()
+        wait_until(lambda: state(task_id) == "failed", 40, "the restarted hub's grace to pass")
+    finally:
+        agent.signal(signal.SIGCONT)
+    wait_until(lambda: "hub did not accept the result of task" in agent.log(), 30, "the refusal")
+    wait_until(lambda: list(results.iterdir()) == [], 10, "the refused result to be dropped")
+    error = str(show(task_id)["error"])
+    assert state(task_id) == "failed"
+    assert "restarted while the task was in flight" in error and "10s grace" in error, error
+    wait_until(lambda: lost_mesh.node("n1")["online"], 20, "n1 to be back")
+    wait_until(lambda: lost_mesh.node("n1")["running_tasks"] == 0, 10, "the node to agree")
+    assert agent.log().count("hub did not accept") == 1  # dropped, not sent again
+
+
 # --- a store that vanishes, a disk that fills ---------------------------------------------
 
 
@@ -373,6 +418,13 @@ def test_removed_sqlite_file_stops_the_hub_with_a_clear_message(
     log = lost_mesh.hub.log()
     assert "cortex.db was removed" in log and "while the hub was running" in log
     assert "stopped serving" in log
+    # No CLI command makes a new, empty store in its place: a read command says so.
+    store_file = data_dir / "cortex.db"
+    for command in (["nodes", "list"], ["tasks", "list"], ["mesh", "status"]):
+        result = run_cli(*command)
+        assert result.exit_code == 4, (command, result.stdout, result.stderr)
+        assert result.stderr.startswith(f"error: no store at {store_file} — "), result.stderr
+    assert not store_file.exists()
 
 
 @contextlib.contextmanager
