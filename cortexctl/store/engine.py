@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sqlite3
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, cast
+from urllib.parse import quote
 
 from sqlalchemy import CursorResult, Engine, Result, create_engine, event, exc, inspect, text
 from sqlalchemy.engine import make_url
@@ -54,6 +56,7 @@ def make_engine(
         ) from None
     if parsed.get_backend_name() == "sqlite":
         database = parsed.database or ""
+        extra: dict[str, Any] = {}
         if database and database != ":memory:":
             path = Path(database).expanduser()
             try:
@@ -63,11 +66,19 @@ def make_engine(
                     f"cannot create the store {path} in its data directory: "
                     f"{err.strerror}; set --data-dir to a writable place"
                 ) from None
+            # The file exists now; a connection opened later must never make a new, empty
+            # one where it was removed (SQLite's default mode creates a missing file).
+            target = f"file:{quote(str(path.absolute()))}?mode=rw"
+            timeout_s = busy_timeout_ms / 1000
+            extra["creator"] = lambda: sqlite3.connect(
+                target, uri=True, check_same_thread=False, timeout=timeout_s
+            )
         engine = create_engine(
             parsed,
             connect_args={"check_same_thread": False, "timeout": busy_timeout_ms / 1000},
             pool_size=pool_size,
             max_overflow=pool_size,
+            **extra,
         )
         _configure_sqlite(engine, busy_timeout_ms)
         return engine

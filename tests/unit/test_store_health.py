@@ -117,3 +117,20 @@ def test_a_full_disk_releases_the_ballast_once_and_it_is_put_back_when_there_is_
     # ... room again: put back.
     assert ballast.ensure() and not ballast.released and ballast.held_bytes() >= 2 * MIB
     assert metrics(executor, ballast)["cortex_store_ballast_released"] == 0
+
+
+def test_a_connection_opened_after_the_store_file_was_removed_makes_no_new_store(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "x.db"
+    store = Store(f"sqlite:///{path}", pool_size=1)
+    try:
+        with store.session() as session:
+            assert works(session) == 1
+        store.dispose()  # the next session needs a new connection
+        path.unlink()
+        with pytest.raises(Unavailable, match="unable to open"), store.session() as session:
+            works(session)
+        assert not path.exists()
+    finally:
+        store.dispose()
