@@ -160,6 +160,16 @@ SETTINGS: tuple[Setting, ...] = (
         "or partitioned hub), so it cannot hold row locks a survivor needs; 0: hub.lease.",
     ),
     Setting(
+        "store.disk_ballast",
+        8 * 1024 * 1024,
+        parse_bytes,
+        "Room kept for a SQLite store on a full disk: a file this size beside the store, "
+        "removed when the store finds its disk full (so presence, the hub's lease and "
+        "results are still written) and put back once that much is free above "
+        "sync.free_space_reserve; 0: none.",
+        env="CORTEX_DISK_BALLAST",
+    ),
+    Setting(
         "hub.listen",
         "127.0.0.1:50051",
         _parse_address,
@@ -445,6 +455,7 @@ class StoreSection:
     group: str
     workers: int
     idle_in_transaction_timeout: float  # 0: the hub's lease
+    disk_ballast: int  # bytes; 0: no ballast (SQLite only)
 
 
 @dataclass(frozen=True)
@@ -566,6 +577,8 @@ class Settings:
     def __getitem__(self, key: Literal["store.workers"]) -> int: ...
     @overload
     def __getitem__(self, key: Literal["store.idle_in_transaction_timeout"]) -> float: ...
+    @overload
+    def __getitem__(self, key: Literal["store.disk_ballast"]) -> int: ...
     @overload
     def __getitem__(self, key: Literal["hub.listen"]) -> str: ...
     @overload

@@ -203,5 +203,9 @@ class WaitEnded(CortexError):
         self.exit_code = exit_code
 
 
+class StoreFull(Unavailable):
+    """The store's disk is full (SQLite's "database or disk is full"): nothing was written."""
+
+
 class StoreMissing(Unavailable):
     """A command that only reads found no store where the settings point (never creates one)."""

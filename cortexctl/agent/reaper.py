@@ -42,6 +42,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from cortexctl.agent.state import fsync_dir
+
 log = logging.getLogger("cortexctl.agent")
 
 RECORDS = "tasks"
@@ -265,6 +267,7 @@ class Containment:
                 handle.flush()
                 os.fsync(handle.fileno())
             os.replace(tmp, path)
+            fsync_dir(self.records)  # the record survives a crash of the machine too
         except OSError as err:
             log.warning("could not record task %s's process: %s", record.task_id, err)
 

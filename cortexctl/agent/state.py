@@ -105,6 +105,15 @@ def load_membership(state_dir: Path) -> Membership | None:
             os.close(fd)
 
 
+def fsync_dir(path: Path) -> None:
+    """Make a rename in ``path`` durable: without it a crash can lose the new name."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def _write_private(state_dir: Path, name: str, data: object) -> Path:
     """Write JSON atomically, readable by this user only, never through a link.
 
@@ -123,6 +132,7 @@ def _write_private(state_dir: Path, name: str, data: object) -> Path:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
+        fsync_dir(state_dir)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)

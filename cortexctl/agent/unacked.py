@@ -16,6 +16,7 @@ import re
 import time
 from pathlib import Path
 
+from cortexctl.agent.state import fsync_dir
 from cortexctl.proto import mesh_pb2 as pb
 
 log = logging.getLogger("cortexctl.agent")
@@ -73,6 +74,7 @@ class UnackedResults:
                 handle.flush()
                 os.fsync(handle.fileno())
             os.replace(tmp, path)
+            fsync_dir(self.folder)  # the new name survives a crash too
         except OSError as err:
             with contextlib.suppress(OSError):
                 tmp.unlink()

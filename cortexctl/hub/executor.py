@@ -19,7 +19,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol, TypeVar
 
 from cortexctl.core.clock import Deadline
-from cortexctl.errors import Fenced, Unavailable
+from cortexctl.errors import Fenced, StoreFull, Unavailable
+from cortexctl.hub.stalls import StoreHealth
 from cortexctl.store.engine import Store
 
 T = TypeVar("T")
@@ -57,6 +58,9 @@ class StoreExecutor:
         self.waited = 0  # calls that waited their turn for a place, for metrics and tests
         # Told when a store call finds this hub fenced (another hub took it over).
         self.fence_observers: list[Callable[[Fenced], None]] = []
+        self.health = StoreHealth()  # how the store answers ``session`` calls
+        # Called on the worker thread when a transaction meets a full disk (StoreFull).
+        self.full_observers: list[Callable[[StoreFull], object]] = []
 
     def deadline(self, timeout: float | None = None, deadline: Deadline | None = None) -> Deadline:
         """The one deadline of a call: the one given, else ``timeout`` seconds from now."""
@@ -160,8 +164,25 @@ class StoreExecutor:
         due = self.deadline(timeout, deadline)
 
         def in_session() -> T:
-            with self.store.session(write=write, deadline=due) as session:
-                return fn(session, *args, **kwargs)
+            try:
+                with self.store.session(write=write, deadline=due) as session:
+                    result = fn(session, *args, **kwargs)
+            except Fenced:
+                self.health.succeeded()  # the store answered: this hub was taken over
+                raise
+            except StoreFull as err:
+                self.health.failed(err)
+                for notice in self.full_observers:
+                    notice(err)
+                raise
+            except Unavailable as err:  # a driver error, or the store past the deadline
+                self.health.failed(err)
+                raise
+            except Exception:
+                self.health.succeeded()  # the store answered; the work itself was refused
+                raise
+            self.health.succeeded()
+            return result
 
         try:
             return await self.run(in_session, deadline=due, wait_turn=wait_turn)

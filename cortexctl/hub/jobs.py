@@ -13,12 +13,14 @@ from typing import Any
 
 from cortexctl.core import hubs, journal, locks, maintenance, presence, recovery
 from cortexctl.core import status as core_status
-from cortexctl.errors import Fenced
+from cortexctl.errors import CortexError, Fenced
 from cortexctl.hub import admin
+from cortexctl.hub.ballast import Ballast
 from cortexctl.hub.connections import ConnectionStats, count_sockets
 from cortexctl.hub.runtime import HubRuntime
 from cortexctl.hub.scheduler import Job, JobStatus
 from cortexctl.store.engine import Store
+from cortexctl.units import format_size
 
 log = logging.getLogger("cortexctl.hub")
 # Live task output reaches the store (`tasks logs -f`, other hubs) in batches this often;
@@ -256,6 +258,33 @@ def store_file_job(
         return {}
 
     return Job("store_file_check", interval_s, check, record=False)
+
+
+async def put_ballast(rt: HubRuntime, ballast: Ballast) -> bool:
+    """At start: the store's disk ballast in place, if the disk has room for it."""
+    try:
+        placed = await rt.executor.run(ballast.ensure, timeout=60.0, what="the disk ballast")
+    except CortexError as err:
+        log.warning("%s; the hub serves without it", err)
+        return False
+    if not placed:
+        log.warning(
+            "no room for the store's %s disk ballast %s above the free-space reserve; it is "
+            "put once the disk has room",
+            format_size(ballast.size),
+            ballast.path,
+        )
+    return placed
+
+
+def ballast_job(rt: HubRuntime, ballast: Ballast, interval_s: float = 5.0) -> Job:
+    """Put the store's disk ballast back once the disk has room again (hub/ballast.py)."""
+
+    async def put_back() -> dict[str, Any]:
+        await rt.executor.run(ballast.ensure, timeout=60.0, what="the disk ballast")
+        return {}
+
+    return Job("store_ballast", interval_s, put_back, record=False)
 
 
 def connection_watch_job(rt: HubRuntime, connections: ConnectionStats) -> Job:

@@ -148,6 +148,7 @@ class HubCollector(Collector):
             count_value=rt.executor.calls,
             sum_value=rt.executor.total_latency_s,
         )
+        yield from store_health_families(rt)
         runs = CounterMetricFamily("cortex_job_runs", "Maintenance job runs.", labels=["job"])
         failures = CounterMetricFamily(
             "cortex_job_failures", "Maintenance job failures.", labels=["job"]
@@ -229,6 +230,47 @@ class HubCollector(Collector):
         )
         if self.admin is not None:
             yield from self.admin.families()
+
+
+def store_health_families(rt: HubRuntime) -> Iterator[Metric]:
+    """How the store answers this hub's transactions (``StoreHealth``), and its ballast."""
+    health = rt.executor.health
+    yield GaugeMetricFamily(
+        "cortex_store_healthy",
+        "1 while the store answers the hub's transactions, 0 while every one fails.",
+        value=1 if health.healthy else 0,
+    )
+    yield GaugeMetricFamily(
+        "cortex_store_failing_seconds",
+        "How long every store transaction has failed (0 while the store works).",
+        value=health.failing_seconds(),
+    )
+    yield GaugeMetricFamily(
+        "cortex_store_consecutive_failures",
+        "Store transactions failed in a row.",
+        value=health.consecutive_failures,
+    )
+    yield CounterMetricFamily(
+        "cortex_store_failures", "Store transactions that failed.", value=health.failures
+    )
+    ballast = rt.ballast
+    if ballast is not None:
+        yield GaugeMetricFamily(
+            "cortex_store_ballast_released",
+            "1 while the store's disk ballast is released (the disk filled; not put back yet).",
+            value=1 if ballast.released else 0,
+        )
+        yield CounterMetricFamily(
+            "cortex_store_ballast_releases",
+            "Times the store's disk ballast was released on a full disk.",
+            value=ballast.releases,
+        )
+    if health.last_success_unix is not None:
+        yield GaugeMetricFamily(
+            "cortex_store_last_success_timestamp_seconds",
+            "Unix time of the last store transaction that worked.",
+            value=health.last_success_unix,
+        )
 
 
 def start_metrics_server(address: str, collector: HubCollector) -> Any:

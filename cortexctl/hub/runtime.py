@@ -22,15 +22,20 @@ from cortexctl.core.roles import parse_cert_roles
 from cortexctl.core.sandbox import SandboxDefaults, sandbox_defaults
 from cortexctl.errors import CortexError, Fenced
 from cortexctl.hub.auth import CredentialCache
+from cortexctl.hub.ballast import Ballast
 from cortexctl.hub.executor import StoreExecutor
 from cortexctl.hub.inflight import InFlightUploads
 from cortexctl.hub.ratelimit import FailureLimiter
-from cortexctl.hub.stalls import LoopMonitor
+from cortexctl.hub.stalls import ConditionLog, LoopMonitor
 from cortexctl.hub.streams import StreamRegistry
 from cortexctl.hub.sync_locks import SyncLockRegistry
 from cortexctl.hub.task_watch import TaskWatches
 
 log = logging.getLogger("cortexctl.hub")
+# Failing a lost node's tasks is retried until the store takes it: the first retry after
+# FAIL_RETRY_FIRST_S, doubling up to FAIL_RETRY_CAP_S between tries.
+FAIL_RETRY_FIRST_S = 0.5
+FAIL_RETRY_CAP_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -54,6 +59,7 @@ class HubOptions:
     max_file_bytes: int = 1024**3
     quotas: QuotaDefaults = QuotaDefaults()
     free_space_reserve: str = "5%"
+    disk_ballast_bytes: int = 0  # store.disk_ballast (SQLite only; hub/ballast.py)
     lock_wait_s: float = 5.0
     lock_ttl_s: float = 600.0
     mirrors_dir: Path = Path("mirrors")
@@ -105,6 +111,7 @@ class HubOptions:
             max_file_bytes=sync.max_file_bytes,
             quotas=quota_defaults(settings),
             free_space_reserve=sync.free_space_reserve,
+            disk_ballast_bytes=settings.store.disk_ballast,
             lock_wait_s=sync.lock_wait,
             lock_ttl_s=sync.lock_ttl,
             mirrors_dir=settings.mirrors_dir,
@@ -138,6 +145,8 @@ class HubRuntime:
     live_output: LiveOutput = field(default_factory=lambda: LiveOutput(0))
     loop_monitor: LoopMonitor = field(default_factory=lambda: LoopMonitor(threshold_s=1.0))
     draining: bool = False
+    # Room kept for a SQLite store on a full disk (None: another backend, or none wanted).
+    ballast: Ballast | None = None
     # The epoch this process holds its membership at (fencing token); 0 before it joins.
     epoch: int = 0
     # Another hub took this one over: it serves nothing until it has rejoined (hub/fencing.py).
@@ -212,8 +221,30 @@ class HubRuntime:
             if task is not None:
                 self._graces.discard(task)
 
-    async def fail_with_retries(self, fail: Callable[[Session], int], what: str, when: str) -> int:
-        for delay in (0.5, 1.0, 2.0, 4.0, 8.0, None):
+    async def fail_with_retries(
+        self,
+        fail: Callable[[Session], int],
+        what: str,
+        when: str,
+        *,
+        give_up_after_s: float | None = None,
+    ) -> int:
+        """Run ``fail`` in the store until it commits, so that every task ends in bounded
+        time without an operator: a store that fails for a while (a full disk, a restart)
+        is retried with back-off up to ``FAIL_RETRY_CAP_S`` between tries.
+
+        It stops without failing anything when the hub is fenced (the hub that took over
+        decided these tasks) or cancelled (the hub stops: its drain decides), and after
+        ``give_up_after_s`` when that is given (the drain itself, which must not hold a
+        stop forever; a restarted hub fails those tasks after its grace).
+        """
+        failures = ConditionLog(log, f"recording {what} as failed {when}")
+        delay = FAIL_RETRY_FIRST_S
+        started = time.monotonic()
+        while True:
+            if self.fenced:
+                log.info("did not fail %s %s: the hub is fenced", what, when)
+                return 0
             try:
                 failed = await self.executor.session(fail, write=True, timeout=30.0)
             except Fenced as err:
@@ -221,20 +252,25 @@ class HubRuntime:
                 log.info("did not fail %s %s: %s", what, when, err)
                 return 0
             except CortexError as err:
-                if delay is None:
+                if give_up_after_s is not None and (
+                    time.monotonic() - started + delay > give_up_after_s
+                ):
                     log.error(
-                        "could not fail %s %s (%s); `cortexctl journal fail NODE` will",
+                        "could not fail %s %s (%s); a restarted hub fails them after its "
+                        "grace, or `cortexctl journal fail NODE` now",
                         what,
                         when,
                         err,
                     )
                     return 0
+                failures.failed(f"{err}; retried every {FAIL_RETRY_CAP_S:g}s at most")
                 await asyncio.sleep(delay)
+                delay = min(FAIL_RETRY_CAP_S, delay * 2)
                 continue
+            failures.ok()
             if failed:
                 log.warning("failed %d of %s %s", failed, what, when)
             return failed
-        return 0  # pragma: no cover - the loop always returns
 
     def cancel_graces(self) -> None:
         for task in list(self._graces):

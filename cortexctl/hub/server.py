@@ -26,6 +26,7 @@ from cortexctl.errors import CortexError, Unavailable
 from cortexctl.hub import admin, convert, jobs, wakeup
 from cortexctl.hub.atomic import write_atomic
 from cortexctl.hub.auth import CredentialCache
+from cortexctl.hub.ballast import Ballast
 from cortexctl.hub.connections import ConnectionStats, connection_cap, fd_limit, raise_fd_limit
 from cortexctl.hub.executor import StoreExecutor
 from cortexctl.hub.fencing import Fence
@@ -40,13 +41,16 @@ from cortexctl.hub.streams import StreamRegistry
 from cortexctl.hub.sync_files import SyncFileHandler
 from cortexctl.hub.tls import TlsFiles
 from cortexctl.proto import mesh_pb2, mesh_pb2_grpc
-from cortexctl.store.engine import Store, hold_single_hub_lock
+from cortexctl.store.engine import Store, hold_single_hub_lock, sqlite_path
 from cortexctl.store.listen import StreamMoved
 from cortexctl.tuning import tune_malloc
 
 log = logging.getLogger("cortexctl.hub")
 SERVICE_NAME = mesh_pb2.DESCRIPTOR.services_by_name["AgentOrchestrator"].full_name
 SHUTDOWN_GRACE_S = 5.0
+# How long a stopping hub retries failing the tasks it still holds (a store that fails):
+# past it the hub stops anyway and its next start fails them after the grace.
+DRAIN_FAIL_RETRY_S = 15.0
 _SINGLE_HUB_LOCKS: list[int | None] = []  # held open for the life of the process
 
 
@@ -140,6 +144,13 @@ class HubServer:
             credentials=CredentialCache(self.executor, options.handshake_deadline_s),
             epoch=epoch,
         )
+        store_file = sqlite_path(store.url)
+        if store_file is not None and options.disk_ballast_bytes > 0:
+            ballast = Ballast.beside(
+                store_file, options.disk_ballast_bytes, options.free_space_reserve
+            )
+            self.runtime.ballast = ballast
+            self.executor.full_observers.append(ballast.release)
         self.fence = Fence(self.runtime, self._set_serving, lambda: self.address)
         self.runtime.on_fenced = self.fence.trigger
         self.executor.fence_observers.append(self.fence.trigger)
@@ -229,6 +240,8 @@ class HubServer:
                 timeout=10.0,
             )
         await self._watch_previous_run()
+        if runtime.ballast is not None:
+            await jobs.put_ballast(runtime, runtime.ballast)
         await server.start()
         await self.executor.session(
             hubs.set_address, self.hub_id, self.address, write=True, timeout=10.0
@@ -236,6 +249,8 @@ class HubServer:
         await self._set_serving(True)
         scheduled = jobs.core_jobs(runtime) + [make(runtime) for make in opts.extra_jobs]
         scheduled.append(jobs.connection_watch_job(runtime, self.connections))
+        if runtime.ballast is not None:
+            scheduled.append(jobs.ballast_job(runtime, runtime.ballast))
         identity = jobs.sqlite_identity(self.store)
         if identity is not None:
             scheduled.append(jobs.store_file_job(runtime, identity, self.fail))
@@ -407,6 +422,7 @@ class HubServer:
                 lambda session: journal.fail_own_tasks(session, runtime.member, reason),
                 "the tasks still in flight",
                 "at shutdown",
+                give_up_after_s=DRAIN_FAIL_RETRY_S,
             )
         for stream in runtime.streams.streams():
             for task_id in sorted(stream.in_flight):

@@ -5,12 +5,16 @@ A hub that was stopped (SIGSTOP), swapped out or starved cannot read the heartbe
 arrived meanwhile; they sit in its buffers. ``LoopMonitor`` notices such a stall (its own
 timer fires late) and the silence watchdog of every stream then counts silence only from
 the end of the stall: each stream gets a fresh grace instead of being closed as silent.
+
+``StoreHealth`` keeps how the store answers the hub's transactions (failing since when, how
+many in a row, the last success), for the metrics and the status file.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -77,6 +81,58 @@ class LoopMonitor:
         if self.stalled_now():
             return None
         return time.monotonic() - max(last_heard, self.last_stall_end())
+
+
+class StoreHealth:
+    """How the store answered the hub's transactions, fed by ``StoreExecutor``.
+
+    A transaction that commits, or that the store answers with a refusal of the work itself
+    (not found, a conflict, fenced), is a success; a store that cannot be used (a driver
+    error, a full disk, its deadline passed) is a failure. Thread-safe: the executor's
+    workers report, the event loop and the metrics thread read.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.consecutive_failures = 0
+        self.failures = 0  # all of them, for metrics
+        self.failing_since: float | None = None  # time.monotonic() of the first in a row
+        self.failing_since_unix: float | None = None
+        self.last_success_unix: float | None = None
+        self.last_error = ""
+
+    def succeeded(self) -> None:
+        with self._lock:
+            self.consecutive_failures = 0
+            self.failing_since = self.failing_since_unix = None
+            self.last_success_unix = time.time()
+
+    def failed(self, error: BaseException) -> None:
+        with self._lock:
+            self.consecutive_failures += 1
+            self.failures += 1
+            if self.failing_since is None:
+                self.failing_since, self.failing_since_unix = time.monotonic(), time.time()
+            self.last_error = str(error).splitlines()[0] if str(error) else type(error).__name__
+
+    @property
+    def healthy(self) -> bool:
+        return self.consecutive_failures == 0
+
+    def failing_seconds(self) -> float:
+        """How long the store has failed every transaction (0.0 while it works)."""
+        since = self.failing_since
+        return 0.0 if since is None else time.monotonic() - since
+
+    def view(self) -> dict[str, object]:
+        """For the status file: the store as this hub sees it."""
+        return {
+            "healthy": self.healthy,
+            "failing_seconds": round(self.failing_seconds(), 3),
+            "consecutive_failures": self.consecutive_failures,
+            "last_success_unix": self.last_success_unix,
+            "last_error": self.last_error if not self.healthy else "",
+        }
 
 
 class ConditionLog:

@@ -26,6 +26,8 @@ def status_file_job(rt: HubRuntime, path: Path, interval_s: float, address: str)
                 "address": address,
                 "pid": os.getpid(),
                 "connected_nodes": len(rt.streams),
+                "store": rt.executor.health.view(),
+                "disk_ballast": rt.ballast.view() if rt.ballast is not None else None,
             },
             **to_jsonable(snap),
         }

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sqlite3
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, cast
+from urllib.parse import quote
 
 from sqlalchemy import CursorResult, Engine, Result, create_engine, event, exc, inspect, text
 from sqlalchemy.engine import make_url
@@ -15,12 +17,13 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from cortexctl.core.clock import Deadline
 from cortexctl.core.permissions import PRIVATE, HubModes, secure_sqlite_file
-from cortexctl.errors import Conflict, CortexError, InvalidArgument, Unavailable
+from cortexctl.errors import Conflict, CortexError, InvalidArgument, StoreFull, Unavailable
 from cortexctl.redaction import redact_url
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
 # PostgreSQL's lock_not_available (lock_timeout) and query_canceled (statement_timeout)
 PG_TIMEOUT_STATES = frozenset({"55P03", "57014"})
+SQLITE_FULL = 13  # "database or disk is full" (its primary result code)
 MIGRATIONS = Path(__file__).with_name("migrations")
 
 
@@ -53,6 +56,7 @@ def make_engine(
         ) from None
     if parsed.get_backend_name() == "sqlite":
         database = parsed.database or ""
+        extra: dict[str, Any] = {}
         if database and database != ":memory:":
             path = Path(database).expanduser()
             try:
@@ -62,11 +66,19 @@ def make_engine(
                     f"cannot create the store {path} in its data directory: "
                     f"{err.strerror}; set --data-dir to a writable place"
                 ) from None
+            # The file exists now; a connection opened later must never make a new, empty
+            # one where it was removed (SQLite's default mode creates a missing file).
+            target = f"file:{quote(str(path.absolute()))}?mode=rw"
+            timeout_s = busy_timeout_ms / 1000
+            extra["creator"] = lambda: sqlite3.connect(
+                target, uri=True, check_same_thread=False, timeout=timeout_s
+            )
         engine = create_engine(
             parsed,
             connect_args={"check_same_thread": False, "timeout": busy_timeout_ms / 1000},
             pool_size=pool_size,
             max_overflow=pool_size,
+            **extra,
         )
         _configure_sqlite(engine, busy_timeout_ms)
         return engine
@@ -288,6 +300,8 @@ def store_error(
         return Conflict(f"a concurrent change conflicted ({str(err.orig).strip()}); try again")
     if not isinstance(err, exc.OperationalError | exc.InterfaceError | exc.DatabaseError):
         return None
+    if _disk_full(err):
+        return StoreFull(describe_operational_error(url, err))
     if deadline is not None and _timed_out(err):
         # Under a deadline the database's lock and statement timeouts are set from it, so
         # its timeout is the deadline: say so the same way as when the executor's fires.
@@ -296,6 +310,14 @@ def store_error(
             f"({describe_operational_error(url, err)}); retry shortly"
         )
     return Unavailable(describe_operational_error(url, err))
+
+
+def _disk_full(err: exc.DBAPIError) -> bool:
+    """Whether SQLite found no room on its disk (SQLITE_FULL)."""
+    code = getattr(err.orig, "sqlite_errorcode", None)
+    if isinstance(code, int):
+        return code & 0xFF == SQLITE_FULL
+    return "database or disk is full" in str(err.orig).lower()
 
 
 def _timed_out(err: exc.DBAPIError) -> bool:

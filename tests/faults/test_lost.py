@@ -16,6 +16,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -352,6 +353,51 @@ def test_kill_9_of_an_agent_leaves_no_process_of_its_task(
     wait_until(lambda: lost_mesh.node("n1")["running_tasks"] == 0, 10, "the node to agree")
 
 
+# --- no hub past the grace: the agent stops its tasks; a refused result is dropped -------
+
+
+def test_with_no_hub_past_the_grace_the_agent_stops_its_task_and_drops_the_refused_result(
+    lost_mesh: Mesh,
+) -> None:
+    if not sys.platform.startswith("linux"):
+        pytest.skip("the task's processes are read from /proc")
+    agent = lost_mesh.start_agent(
+        "n1", lost_mesh.invite("--sandbox", "permissive"), "--isolation", "none"
+    )
+    results = lost_mesh.root / "agents" / "n1" / "state" / "results"
+    pids_file = lost_mesh.workspace("n1") / "pids"
+    since = boot_ticks_now()
+    task_id = cli_json("tasks", "submit", "n1", "--script", FAMILY.format(escapes=""))["id"]
+    wait_until(lambda: len(ran_lines(pids_file)) >= 5, 15, "the task's family to start")
+    pids = [int(p) for p in ran_lines(pids_file)]
+    lost_mesh.hub.kill()
+    wait_until(lambda: "stream ended with 1 task(s)" in agent.log(), 20, "the agent to see it")
+    assert all(alive(pid, since) for pid in pids)  # within the grace the task goes on
+    wait_until(
+        lambda: "no hub within the 10s grace" in agent.log(), 30, "the agent's grace to pass"
+    )
+    wait_until(
+        lambda: not any(alive(pid, since) for pid in pids), 15, "the task's processes to end"
+    )
+    assert [p.name for p in results.iterdir()] == [f"{task_id}.pb"]  # kept, unacknowledged
+    # Held back while the restarted hub's own grace passes: the hub fails the task first,
+    # so the agent's late result is refused (accepted=false) when it comes back.
+    agent.signal(signal.SIGSTOP)
+    try:
+        lost_mesh.hub.start()
+        wait_until(lambda: state(task_id) == "failed", 40, "the restarted hub's grace to pass")
+    finally:
+        agent.signal(signal.SIGCONT)
+    wait_until(lambda: "hub did not accept the result of task" in agent.log(), 30, "the refusal")
+    wait_until(lambda: list(results.iterdir()) == [], 10, "the refused result to be dropped")
+    error = str(show(task_id)["error"])
+    assert state(task_id) == "failed"
+    assert "restarted while the task was in flight" in error and "10s grace" in error, error
+    wait_until(lambda: lost_mesh.node("n1")["online"], 20, "n1 to be back")
+    wait_until(lambda: lost_mesh.node("n1")["running_tasks"] == 0, 10, "the node to agree")
+    assert agent.log().count("hub did not accept") == 1  # dropped, not sent again
+
+
 # --- a store that vanishes, a disk that fills ---------------------------------------------
 
 
@@ -372,6 +418,13 @@ def test_removed_sqlite_file_stops_the_hub_with_a_clear_message(
     log = lost_mesh.hub.log()
     assert "cortex.db was removed" in log and "while the hub was running" in log
     assert "stopped serving" in log
+    # No CLI command makes a new, empty store in its place: a read command says so.
+    store_file = data_dir / "cortex.db"
+    for command in (["nodes", "list"], ["tasks", "list"], ["mesh", "status"]):
+        result = run_cli(*command)
+        assert result.exit_code == 4, (command, result.stdout, result.stderr)
+        assert result.stderr.startswith(f"error: no store at {store_file} — "), result.stderr
+    assert not store_file.exists()
 
 
 @contextlib.contextmanager
@@ -400,6 +453,33 @@ def fill(path: Path) -> None:
         os.close(fd)
 
 
+class KeepFull:
+    """Keeps a file system full with one plain file: whatever room appears (the hub's
+    ballast released, a file removed) is taken again at once, until ``stop``."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.stopped = threading.Event()
+        fill(path)
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
+        try:
+            while not self.stopped.wait(0.02):
+                with contextlib.suppress(OSError):
+                    while os.write(fd, b"\0" * 4096):
+                        pass
+        finally:
+            os.close(fd)
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.thread.join(10)
+        self.path.unlink()
+
+
 def test_disk_full_during_results_loses_none_and_tasks_wait_returns(
     tmp_path: Path, store_env: dict[str, str], isolated_env: Path, database_url: str
 ) -> None:
@@ -417,8 +497,9 @@ def test_disk_full_during_results_loses_none_and_tasks_wait_returns(
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
         )
-        filler = data_dir / "filler"
-        fill(filler)
+        # Full, and kept full: the room of the hub's ballast is taken too, so results
+        # meet a disk with no room at all.
+        filler = KeepFull(data_dir / "filler")
         try:
             wait_until(
                 lambda: "recording task results failed" in mesh.hub.log(),
@@ -429,7 +510,7 @@ def test_disk_full_during_results_loses_none_and_tasks_wait_returns(
             assert {state(t) for t in ids} <= {"running", "succeeded"}
             time.sleep(2.0)  # the fault: the disk stays full a little longer
         finally:
-            filler.unlink()
+            filler.stop()
         for task_id in ids:
             wait_until(lambda t=task_id: state(t) in TERMINAL, 30, f"task {task_id} to end")
             task = show(task_id)
@@ -442,3 +523,55 @@ def test_disk_full_during_results_loses_none_and_tasks_wait_returns(
         # Periodic writes that failed were logged once per condition, not once per run.
         assert log.count("maintenance job presence_flush failed") <= 2
         assert "Traceback" not in log
+
+
+def lease_expires(hub_id: str) -> datetime:
+    hub = next(h for h in cli_json("hubs", "list") if h["id"] == hub_id)
+    assert hub["state"] == "live", hub
+    return datetime.fromisoformat(str(hub["lease_expires_at"]))
+
+
+def test_a_disk_filled_by_another_file_keeps_nodes_online_and_the_lease_renewed(
+    tmp_path: Path, store_env: dict[str, str], isolated_env: Path, database_url: str
+) -> None:
+    sqlite_only(database_url)
+    data_dir = Path(store_env["CORTEX_DATA_DIR"])
+    with small_tmpfs(data_dir, "24m"), make_mesh(tmp_path, store_env, isolated_env) as mesh:
+        ballast = data_dir / "cortex.db.ballast"
+        assert ballast.stat().st_blocks * 512 >= 8 * 1024 * 1024  # put at start, real blocks
+        mesh.start_agent("n1", mesh.invite("--sandbox", "permissive"))
+        wait_until(lambda: mesh.node("n1")["status"] == "online", 20, "n1 to be online")
+        filler = data_dir / "filler"
+        lease_s = 15.0  # hub.lease, renewed every third of it
+        filled_at = datetime.now(UTC)
+        fill(filler)  # one plain file takes every free block: not an upload, no reserve
+        try:
+            seen: list[str] = []
+
+            def renewed_while_full() -> bool:
+                seen.append(str(mesh.node("n1")["status"]))
+                # Renewed after the disk filled: it expires a whole lease after that.
+                return lease_expires(mesh.hub.hub_id) > filled_at + timedelta(seconds=lease_s)
+
+            wait_until(renewed_while_full, 30, "the hub to renew its lease on the full disk")
+            wait_until(
+                lambda: "released its 8 MiB ballast" in mesh.hub.log(),
+                30,
+                "the store to meet the full disk and release the ballast",
+            )
+            assert not ballast.exists()
+            # Presence is still written: n1 was never offline, and is online after all this.
+            wait_until(
+                lambda: seen.append(str(mesh.node("n1")["status"])) or seen[-1] == "online",
+                20,
+                "n1 to be seen online on the full disk",
+            )
+            assert "offline" not in seen, seen
+            assert lease_expires(mesh.hub.hub_id) > datetime.now(UTC)
+        finally:
+            filler.unlink()
+        wait_until(lambda: "put back its 8 MiB ballast" in mesh.hub.log(), 30, "the ballast back")
+        assert ballast.stat().st_blocks * 512 >= 8 * 1024 * 1024
+        assert mesh.node("n1")["status"] == "online"
+        log = mesh.hub.log()
+        assert "disconnected" not in log and "Traceback" not in log

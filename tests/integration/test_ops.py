@@ -155,6 +155,9 @@ def test_status_file_metrics_and_health_drain(tmp_path: Path, mesh: Mesh) -> Non
         return any(n["name"] == "n1" and n["status"] == "online" for n in document["nodes"])
 
     wait_until(status_lists_n1, 20, "the status file to list n1 online")
+    hub_part = json.loads(status_file.read_text())["hub"]
+    assert hub_part["store"]["healthy"] is True and hub_part["store"]["failing_seconds"] == 0
+    assert hub_part["disk_ballast"]["released"] is False
 
     def scrape() -> str:
         with urllib.request.urlopen(f"http://{metrics}/metrics", timeout=10) as reply:
@@ -164,6 +167,7 @@ def test_status_file_metrics_and_health_drain(tmp_path: Path, mesh: Mesh) -> Non
     assert "cortex_connected_nodes 1.0" in text
     assert 'cortex_handshakes_total{outcome="joined"} 1.0' in text
     assert "cortex_heartbeats_total" in text and "cortex_store_queue_depth" in text
+    assert "cortex_store_healthy 1.0" in text and "cortex_store_failing_seconds 0.0" in text
     # The admin API's calls, their time and its refusals.
     token = cli_json("admin-tokens", "create", "--role", "viewer", "--name", "v")["token"]
     with AdminHub.connect(hub.address, token=token) as admin:

@@ -3,6 +3,7 @@ and agent parts of issue 15, without a server."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import subprocess
@@ -16,7 +17,12 @@ import pytest
 from cortexctl.agent.reaper import Containment, TaskRecord, boot_id, proc_stat
 from cortexctl.agent.unacked import UnackedResults
 from cortexctl.core import hubs, journal, nodes
+from cortexctl.errors import Fenced, Unavailable
+from cortexctl.hub import runtime as runtime_module
+from cortexctl.hub.auth import CredentialCache
+from cortexctl.hub.runtime import HubOptions, HubRuntime
 from cortexctl.hub.stalls import ConditionLog, LoopMonitor
+from cortexctl.hub.streams import StreamRegistry
 from cortexctl.proto import mesh_pb2 as pb
 from cortexctl.store.engine import Store
 from tests.unit.test_core import DEFAULTS, join, new_invite
@@ -197,3 +203,59 @@ def test_containment_wraps_the_argv_with_a_parent_death_signal(tmp_path: Path) -
             assert "cgroup.procs" in " ".join(cgroup.wrap(["/bin/true"]))
         finally:
             cgroup.finished()
+
+
+class FlakyStore:
+    """Stands in for the hub's executor: the store fails ``failing`` times, then works."""
+
+    def __init__(self, failing: int, fence_at: int | None = None) -> None:
+        self.failing = failing
+        self.fence_at = fence_at
+        self.calls = 0
+
+    async def session(self, fn: Any, *args: Any, **kwargs: Any) -> int:
+        self.calls += 1
+        if self.fence_at is not None and self.calls >= self.fence_at:
+            raise Fenced("taken over", epoch=1)
+        if self.calls <= self.failing:
+            raise Unavailable("cannot use the store sqlite:///x.db: database or disk is full")
+        return 3
+
+
+def flaky_runtime(store: FlakyStore) -> HubRuntime:
+    executor: Any = store
+    return HubRuntime(
+        options=HubOptions(hub_id="h1"),
+        executor=executor,
+        streams=StreamRegistry("h1", 1.0),
+        credentials=CredentialCache(executor, 1.0),
+    )
+
+
+def test_a_lost_nodes_tasks_are_failed_once_the_store_recovers_however_long_it_failed(
+    monkeypatch: pytest.MonkeyPatch, caplog: Any
+) -> None:
+    # Far more failures than the old fixed retries (six tries over about 15 s) took.
+    monkeypatch.setattr(runtime_module, "FAIL_RETRY_FIRST_S", 0.001)
+    monkeypatch.setattr(runtime_module, "FAIL_RETRY_CAP_S", 0.004)
+    caplog.set_level(logging.INFO)
+    store = FlakyStore(failing=40)
+    failed = asyncio.run(flaky_runtime(store).fail_with_retries(lambda s: 0, "tasks", "later"))
+    assert (failed, store.calls) == (3, 41)
+    assert caplog.text.count("failed: cannot use the store") == 1  # logged once ...
+    assert "works again after 40 failure(s)" in caplog.text  # ... with a count
+    assert "journal fail" not in caplog.text  # no operator needed
+
+
+def test_failing_a_lost_nodes_tasks_stops_when_fenced_or_at_the_drains_bound(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(runtime_module, "FAIL_RETRY_FIRST_S", 0.001)
+    monkeypatch.setattr(runtime_module, "FAIL_RETRY_CAP_S", 0.004)
+    fenced = FlakyStore(failing=1000, fence_at=5)
+    assert asyncio.run(flaky_runtime(fenced).fail_with_retries(lambda s: 0, "t", "w")) == 0
+    assert fenced.calls == 5  # the hub that took over decides those tasks
+    bounded = FlakyStore(failing=10**9)
+    rt = flaky_runtime(bounded)
+    assert asyncio.run(rt.fail_with_retries(lambda s: 0, "t", "w", give_up_after_s=0.05)) == 0
+    assert bounded.calls >= 2
