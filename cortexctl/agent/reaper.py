@@ -42,8 +42,6 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from cortexctl.agent.state import fsync_dir
-
 log = logging.getLogger("cortexctl.agent")
 
 RECORDS = "tasks"
@@ -262,12 +260,12 @@ class Containment:
             self.records.mkdir(parents=True, exist_ok=True, mode=0o700)
             path = self.records / f"{_SAFE.sub('_', record.task_id)}.json"
             tmp = path.with_name(f".{path.name}.tmp")
+            # No fsync: the record is for a restart of the agent, whose processes a crash of
+            # the machine takes with it (and the boot id tells such a record apart); the page
+            # cache holds it across the agent's death. Its spawn does not wait for a disk.
             with open(tmp, "w") as handle:
                 json.dump(asdict(record), handle)
-                handle.flush()
-                os.fsync(handle.fileno())
             os.replace(tmp, path)
-            fsync_dir(self.records)  # the record survives a crash of the machine too
         except OSError as err:
             log.warning("could not record task %s's process: %s", record.task_id, err)
 
