@@ -230,8 +230,8 @@ def choose_isolation(choice: str, workspace: Path, hidden: Sequence[Path]) -> Is
         raise IsolationUnavailable(f"bad --isolation {choice!r}: expected auto, bwrap or none")
     if choice == NONE:
         log.warning(
-            "--isolation none: tasks run without bubblewrap and can read whatever this "
-            "agent's user can, including the agent's credential in %s",
+            "--isolation none: tasks run without bubblewrap and can read and write whatever "
+            "this agent's user can, including the agent's credential in %s",
             ", ".join(map(str, hidden)) or "its state dir",
         )
         return Isolation(NONE)
@@ -249,8 +249,8 @@ def choose_isolation(choice: str, workspace: Path, hidden: Sequence[Path]) -> Is
             "bubblewrap) or run with --isolation none"
         )
     log.warning(
-        "no bubblewrap isolation (%s): tasks can then read whatever this agent's user can, "
-        "including the agent's credential; install bubblewrap (Debian: apt install "
+        "no bubblewrap isolation (%s): tasks can then read and write whatever this agent's "
+        "user can, including the agent's credential; install bubblewrap (Debian: apt install "
         "bubblewrap) so tasks run with the filesystem read-only and the state dir hidden",
         reason,
     )

@@ -106,12 +106,12 @@ def test_isolation_none_reports_it_and_no_network_feature(
     assert "credential" in caplog.text
 
 
-def test_auto_without_bwrap_warns_that_tasks_can_read_the_credential(
+def test_auto_without_bwrap_warns_that_tasks_can_read_and_write_the_credential(
     workspace: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     monkeypatch.setenv("PATH", str(workspace))  # no bwrap to be found
     assert choose_isolation("auto", workspace, []).level == NONE
-    assert "can then read" in caplog.text and "credential" in caplog.text
+    assert "can then read and write" in caplog.text and "credential" in caplog.text
     with pytest.raises(IsolationUnavailable, match="not installed"):
         choose_isolation("bwrap", workspace, [])
 
