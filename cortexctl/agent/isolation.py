@@ -75,6 +75,17 @@ class TaskLimits:
         return [(which, value) for which, value in pairs if value > 0]
 
 
+def root_process_limit_warning(limits: TaskLimits, euid: int) -> str | None:
+    """Why the process limit will not hold, for an agent running as root, or None."""
+    if euid != 0 or limits.processes <= 0:
+        return None
+    return (
+        f"this agent runs as root, and the kernel does not apply RLIMIT_NPROC to root: the "
+        f"process limit of the policy ({limits.processes}) does not bind its tasks; run the "
+        "agent as an ordinary user"
+    )
+
+
 # Between fork and exec the agent runs no Python: with gRPC's threads about, Python code in
 # a forked child (preexec_fn) can crash or deadlock. So a task starts through this launcher,
 # a fresh interpreter (-I -S: no site, no PYTHON* variables) that sets no_new_privs and the

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import random
 import signal
 import socket
@@ -24,7 +25,7 @@ import grpc
 from cortexctl import __version__
 from cortexctl.agent.executor import Policy, TaskOutcome, TaskRunner, TaskSpec
 from cortexctl.agent.failover import HubRing
-from cortexctl.agent.isolation import Isolation, TaskLimits
+from cortexctl.agent.isolation import Isolation, TaskLimits, root_process_limit_warning
 from cortexctl.agent.output import OutputSender
 from cortexctl.agent.reaper import Containment
 from cortexctl.agent.results import DEFAULT_MAX_MESSAGE_BYTES, fit_output
@@ -139,6 +140,7 @@ class Agent:
         self.policy = Policy(
             mode="strict", allowed_commands=(), max_runtime_s=0, max_output_bytes=0
         )
+        self._root_warned = False  # root_process_limit_warning is logged once
         self.membership: Membership | None = None
         self.max_message_bytes = DEFAULT_MAX_MESSAGE_BYTES  # as the hub announces it
         self.stopping = asyncio.Event()
@@ -358,7 +360,7 @@ class Agent:
             save_membership(self.opts.state_dir, self.membership)
         if not config.node_credential and self.membership is not None:
             log.info("rejoined as node %s", self.membership.label)
-        self.policy = policy_from_pb(config.sandbox)
+        self._take_policy(policy_from_pb(config.sandbox))
         self.max_message_bytes = config.max_message_bytes or DEFAULT_MAX_MESSAGE_BYTES
         # Live output only to a hub that takes it (an older hub would drop it anyway).
         self.live_output = features.TASK_OUTPUT in config.hub_features
@@ -535,6 +537,13 @@ class Agent:
                 outbox.put_nowait(pb.NodeMessage(task_update=update))
             await asyncio.sleep(interval)
 
+    def _take_policy(self, policy: Policy) -> None:
+        self.policy = policy
+        why = root_process_limit_warning(policy.limits, os.geteuid())
+        if why and not self._root_warned:
+            self._root_warned = True
+            log.warning("%s", why)
+
     def _send(self, message: pb.NodeMessage) -> bool:
         if self._outbox is None:
             return False
@@ -544,7 +553,7 @@ class Agent:
     def _handle(self, message: pb.HubMessage, outbox: asyncio.Queue[pb.NodeMessage]) -> None:
         kind = message.WhichOneof("body")
         if kind == "policy":
-            self.policy = policy_from_pb(message.policy)
+            self._take_policy(policy_from_pb(message.policy))
             outbox.put_nowait(
                 pb.NodeMessage(policy_ack=pb.PolicyAck(revision=message.policy.revision))
             )

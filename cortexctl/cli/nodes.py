@@ -255,7 +255,10 @@ def sandbox(
     ] = None,
     processes: Annotated[
         int | None,
-        typer.Option(metavar="N", help="RLIMIT_NPROC (counts all of the agent user's processes)."),
+        typer.Option(
+            metavar="N",
+            help="RLIMIT_NPROC (counts all of the agent user's processes; root is not bound).",
+        ),
     ] = None,
     file_size: Annotated[
         str | None, typer.Option(metavar="SIZE", help="RLIMIT_FSIZE: largest file written.")
