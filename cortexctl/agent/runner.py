@@ -323,8 +323,8 @@ class Agent:
             agent_version=__version__,
             requested_name=self.opts.name,
             capabilities=[
-                "tasks",
-                "sync",
+                features.TASKS,
+                features.SYNC,
                 features.RESULT_ACK,
                 features.TASK_OUTPUT,
                 *self.opts.isolation.capabilities(),
