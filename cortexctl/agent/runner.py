@@ -174,6 +174,7 @@ class Agent:
                 started = time.monotonic()
                 try:
                     config = await self.handshake()
+                    self._warn_of_unbound_limits()
                     ever_connected = True
                     await self.stream(config)
                 except grpc.aio.AioRpcError as err:
@@ -360,7 +361,7 @@ class Agent:
             save_membership(self.opts.state_dir, self.membership)
         if not config.node_credential and self.membership is not None:
             log.info("rejoined as node %s", self.membership.label)
-        self._take_policy(policy_from_pb(config.sandbox))
+        self.policy = policy_from_pb(config.sandbox)
         self.max_message_bytes = config.max_message_bytes or DEFAULT_MAX_MESSAGE_BYTES
         # Live output only to a hub that takes it (an older hub would drop it anyway).
         self.live_output = features.TASK_OUTPUT in config.hub_features
@@ -537,9 +538,9 @@ class Agent:
                 outbox.put_nowait(pb.NodeMessage(task_update=update))
             await asyncio.sleep(interval)
 
-    def _take_policy(self, policy: Policy) -> None:
-        self.policy = policy
-        why = root_process_limit_warning(policy.limits, os.geteuid())
+    def _warn_of_unbound_limits(self) -> None:
+        """Once, for an agent that runs tasks (not a one-off `agent sync`)."""
+        why = root_process_limit_warning(self.policy.limits, os.geteuid())
         if why and not self._root_warned:
             self._root_warned = True
             log.warning("%s", why)
@@ -553,7 +554,8 @@ class Agent:
     def _handle(self, message: pb.HubMessage, outbox: asyncio.Queue[pb.NodeMessage]) -> None:
         kind = message.WhichOneof("body")
         if kind == "policy":
-            self._take_policy(policy_from_pb(message.policy))
+            self.policy = policy_from_pb(message.policy)
+            self._warn_of_unbound_limits()
             outbox.put_nowait(
                 pb.NodeMessage(policy_ack=pb.PolicyAck(revision=message.policy.revision))
             )
