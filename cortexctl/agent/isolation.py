@@ -78,6 +78,17 @@ class TaskLimits:
         return [(which, value) for which, value in pairs if value > 0]
 
 
+def root_process_limit_warning(limits: TaskLimits, euid: int) -> str | None:
+    """Why the process limit will not hold, for an agent running as root, or None."""
+    if euid != 0 or limits.processes <= 0:
+        return None
+    return (
+        f"this agent runs as root, and the kernel does not apply RLIMIT_NPROC to root: the "
+        f"process limit of the policy ({limits.processes}) does not bind its tasks; run the "
+        "agent as an ordinary user"
+    )
+
+
 # Between fork and exec the agent runs no Python: with gRPC's threads about, Python code in
 # a forked child (preexec_fn) can crash or deadlock. So a task starts through this launcher,
 # a fresh interpreter (-I -S: no site, no PYTHON* variables) that sets no_new_privs and the
@@ -300,8 +311,8 @@ def choose_isolation(choice: str, workspace: Path, hidden: Sequence[Path]) -> Is
         raise IsolationUnavailable(f"bad --isolation {choice!r}: expected auto, bwrap or none")
     if choice == NONE:
         log.warning(
-            "--isolation none: tasks run without bubblewrap and can read whatever this "
-            "agent's user can, including the agent's credential in %s",
+            "--isolation none: tasks run without bubblewrap and can read and write whatever "
+            "this agent's user can, including the agent's credential in %s",
             ", ".join(map(str, hidden)) or "its state dir",
         )
         return Isolation(NONE)
@@ -319,8 +330,8 @@ def choose_isolation(choice: str, workspace: Path, hidden: Sequence[Path]) -> Is
             "bubblewrap) or run with --isolation none"
         )
     log.warning(
-        "no bubblewrap isolation (%s): tasks can then read whatever this agent's user can, "
-        "including the agent's credential; install bubblewrap (Debian: apt install "
+        "no bubblewrap isolation (%s): tasks can then read and write whatever this agent's "
+        "user can, including the agent's credential; install bubblewrap (Debian: apt install "
         "bubblewrap) so tasks run with the filesystem read-only and the state dir hidden",
         reason,
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import random
 import signal
 import socket
@@ -24,7 +25,7 @@ import grpc
 from cortexctl import __version__
 from cortexctl.agent.executor import Policy, TaskOutcome, TaskRunner, TaskSpec
 from cortexctl.agent.failover import HubRing
-from cortexctl.agent.isolation import Isolation, TaskLimits
+from cortexctl.agent.isolation import Isolation, TaskLimits, root_process_limit_warning
 from cortexctl.agent.output import OutputSender
 from cortexctl.agent.reaper import Containment
 from cortexctl.agent.results import DEFAULT_MAX_MESSAGE_BYTES, fit_output
@@ -139,6 +140,7 @@ class Agent:
         self.policy = Policy(
             mode="strict", allowed_commands=(), max_runtime_s=0, max_output_bytes=0
         )
+        self._root_warned = False  # root_process_limit_warning is logged once
         self.membership: Membership | None = None
         self.max_message_bytes = DEFAULT_MAX_MESSAGE_BYTES  # as the hub announces it
         self.stopping = asyncio.Event()
@@ -172,6 +174,7 @@ class Agent:
                 started = time.monotonic()
                 try:
                     config = await self.handshake()
+                    self._warn_of_unbound_limits()
                     ever_connected = True
                     await self.stream(config)
                 except grpc.aio.AioRpcError as err:
@@ -321,8 +324,8 @@ class Agent:
             agent_version=__version__,
             requested_name=self.opts.name,
             capabilities=[
-                "tasks",
-                "sync",
+                features.TASKS,
+                features.SYNC,
                 features.RESULT_ACK,
                 features.TASK_OUTPUT,
                 *self.opts.isolation.capabilities(),
@@ -535,6 +538,13 @@ class Agent:
                 outbox.put_nowait(pb.NodeMessage(task_update=update))
             await asyncio.sleep(interval)
 
+    def _warn_of_unbound_limits(self) -> None:
+        """Once, for an agent that runs tasks (not a one-off `agent sync`)."""
+        why = root_process_limit_warning(self.policy.limits, os.geteuid())
+        if why and not self._root_warned:
+            self._root_warned = True
+            log.warning("%s", why)
+
     def _send(self, message: pb.NodeMessage) -> bool:
         if self._outbox is None:
             return False
@@ -545,6 +555,7 @@ class Agent:
         kind = message.WhichOneof("body")
         if kind == "policy":
             self.policy = policy_from_pb(message.policy)
+            self._warn_of_unbound_limits()
             outbox.put_nowait(
                 pb.NodeMessage(policy_ack=pb.PolicyAck(revision=message.policy.revision))
             )

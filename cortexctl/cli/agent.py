@@ -166,8 +166,8 @@ def agent(
         typer.Option(
             help="How tasks are contained: bwrap (bubblewrap: filesystem read-only but the "
             "workspace, state dir hidden, private /tmp, network off when the policy says so), "
-            "none (tasks can read what the agent's user can, its credential too), or auto "
-            "(bwrap when present and working, else none with a warning).",
+            "none (tasks can read and write what the agent's user can, its credential too), "
+            "or auto (bwrap when present and working, else none with a warning).",
         ),
     ] = IsolationChoice.auto,
     log_level: Annotated[

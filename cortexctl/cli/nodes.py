@@ -264,7 +264,10 @@ def sandbox(
     ] = None,
     processes: Annotated[
         int | None,
-        typer.Option(metavar="N", help="RLIMIT_NPROC (counts all of the agent user's processes)."),
+        typer.Option(
+            metavar="N",
+            help="RLIMIT_NPROC (counts all of the agent user's processes; root is not bound).",
+        ),
     ] = None,
     file_size: Annotated[
         str | None, typer.Option(metavar="SIZE", help="RLIMIT_FSIZE: largest file written.")
@@ -289,7 +292,10 @@ def sandbox(
     editors, pagers) lets a task run any code: pin them, and run the agent with bubblewrap
     (`agent --isolation bwrap`), which also hides its credential. A pin fixes only the
     first arguments, not the ones after it (find . -exec ...), nor the config a tool reads
-    from the workspace (.git/config). Options not given keep their current value.
+    from the workspace (.git/config). The warnings printed here name known tools only; the
+    list is not complete. Without bubblewrap a task can read and write whatever the agent's
+    user can, the agent's state dir and credential included (cp, tee, sort -o, git log
+    --output). Options not given keep their current value.
 
     Example: cortexctl nodes sandbox build-01 --strict --allow ls --allow 'git status'
     """

@@ -348,41 +348,91 @@ def risky_env(name: str) -> str | None:
     return None
 
 
+# What a task can do with an allowed command. A task's stdin is /dev/null and it has no
+# terminal, so tools that take commands only from a terminal or stdin (ed, more, most,
+# nano) run none; each name below runs code given in its arguments, or in files it reads
+# from the workspace (HOME is the workspace), or writes to any path it is given.
 _SHELLS = "sh bash dash zsh ksh mksh csh tcsh fish ash busybox rbash pwsh"
 _INTERPRETERS = (
-    "python python2 python3 perl ruby node nodejs deno bun php lua luajit tclsh wish "
-    "Rscript R julia java jshell osascript awk gawk mawk nawk bc dc m4 expect gdb lldb "
-    "sqlite3 psql mysql"
+    "python python2 python3 ipython ipython3 perl ruby node nodejs deno bun php lua luajit "
+    "tclsh wish Rscript R julia java jshell osascript awk gawk mawk nawk bc dc m4 expect "
+    "gdb lldb sqlite3 psql mysql"
 )
 _EXEC_WRAPPERS = (
-    "env xargs nice nohup timeout time stdbuf setsid chroot sudo su doas runuser strace "
-    "ltrace watch flock taskset ionice unshare nsenter parallel script chrt setpriv "
-    "prlimit systemd-run capsh firejail bwrap busybox"
+    "env xargs nice nohup timeout time stdbuf setsid chroot sudo su doas runuser pkexec "
+    "strace ltrace valgrind perf watch flock taskset ionice unshare nsenter parallel script "
+    "chrt setpriv prlimit systemd-run capsh firejail bwrap tmux screen rlwrap"
 )
 _EXEC_TOOLS = (
-    "find sed git ssh scp sftp rsync tar zip unzip make cmake ninja gcc cc clang g++ "
-    "ld vi vim nvim view ex ed emacs nano less more most man pager mail mutt ftp "
-    "tcpdump docker podman kubectl crontab at npm npx pip pip3 cargo go mvn gradle "
-    "ldd openssl curl wget dpkg apt apt-get rpm yum dnf patch install dd tee cp mv ln"
+    "find sed git ssh scp sftp rsync tar zip split sort rg socat nc ncat netcat gcc cc clang "
+    "g++ ld vi vim nvim vimdiff view ex emacs less man pager mail mutt ftp tcpdump docker "
+    "podman kubectl crontab at ldd openssl dpkg apt apt-get rpm yum dnf"
 )
+# How, for the tools whose way of running a program is not obvious from their name.
+_EXEC_HOW = {
+    "find": "-exec, -execdir and -ok run commands",
+    "sed": "GNU sed's e command and the s///e flag run shell commands",
+    "git": "-c, aliases, hooks and the repository's config (core.fsmonitor, ...) run commands",
+    "ssh": "-o ProxyCommand and -o LocalCommand run local commands",
+    "scp": "-S and -o ProxyCommand run programs",
+    "sftp": "-S and -o ProxyCommand run programs",
+    "rsync": "-e runs a program (the remote shell)",
+    "tar": "--to-command, --use-compress-program (-I) and --checkpoint-action run programs",
+    "zip": "-TT runs a command",
+    "split": "--filter runs a shell command",
+    "sort": "--compress-program runs a program (and -o writes any file)",
+    "rg": "--pre runs a program on each file",
+    "socat": "EXEC: and SYSTEM: addresses run commands",
+    "nc": "-e and -c run a program (in the netcat variants that have them)",
+    "ncat": "-e and -c run a program",
+    "netcat": "-e and -c run a program (in the variants that have them)",
+    "man": "-P and -H run a pager or browser",
+    "less": "a lesskey file in HOME (the workspace) can set LESSOPEN, a command",
+    "gcc": "-wrapper and -fplugin run other code",
+    "cc": "-wrapper and -fplugin run other code",
+    "clang": "-fplugin and -Xclang -load load other code",
+    "g++": "-wrapper and -fplugin run other code",
+    "tcpdump": "-z runs a command",
+}
+_PROJECT_TOOLS = (
+    "make cmake ninja meson npm npx yarn pnpm pip pip3 uv uvx pipx poetry pdm hatch nox "
+    "tox pytest cargo go mvn gradle"
+)
+_FILE_WRITERS = "cp mv tee dd install ln unzip patch curl wget"
 _RISKY_COMMANDS = {
     **{name: "is a shell: it runs any command" for name in _SHELLS.split()},
     **{name: "runs any code given in its arguments" for name in _INTERPRETERS.split()},
     **{name: "runs the command given in its arguments" for name in _EXEC_WRAPPERS.split()},
     **{
-        name: "can run other programs or overwrite files through its options or config"
-        for name in _EXEC_TOOLS.split()
+        name: "can run other programs through its options or config" for name in _EXEC_TOOLS.split()
+    },
+    **{name: f"can run other programs: {how}" for name, how in _EXEC_HOW.items()},
+    **{
+        name: "runs the code of the project it is pointed at (build files, scripts, "
+        "tests, setup hooks) or of the packages it installs"
+        for name in _PROJECT_TOOLS.split()
     },
 }
 _VERSIONED = re.compile(r"^(python|perl|ruby|php|lua|node|pip)[0-9.]*$")
+_CREDENTIAL_NOTE = (
+    "without bubblewrap that includes the agent's own credential in its state dir; "
+    "under bubblewrap (`agent --isolation bwrap`) only the workspace is writable"
+)
 
 
 def risky_command(command: str) -> str | None:
-    """Why allowing this command lets a task run arbitrary code, or None if not known to."""
+    """Why allowing this command lets a task run arbitrary code, or None if not known to.
+
+    The lists are not complete: None means only that this command is not known to."""
     why = _RISKY_COMMANDS.get(command)
     if why is None and _VERSIONED.match(command):
         why = "runs any code given in its arguments"
     return f"{command} {why}" if why else None
+
+
+def writes_any_file(command: str) -> bool:
+    """Whether this command (not known to run code) writes to any path it is given."""
+    return command in _FILE_WRITERS.split()
 
 
 def allow_warnings(names: Sequence[str], pins: Sequence[Sequence[str]]) -> list[str]:
@@ -396,6 +446,11 @@ def allow_warnings(names: Sequence[str], pins: Sequence[Sequence[str]]) -> list[
                 f"Pin its arguments instead (`--allow '{name} SUBCOMMAND'`), and run the "
                 "agent with bubblewrap (`agent --isolation bwrap`)"
             )
+        elif writes_any_file(name):
+            warnings.append(
+                f"allowing {name!r} lets a task write any file the agent's user can: "
+                f"{_CREDENTIAL_NOTE}"
+            )
     for pin in pins:
         why = risky_command(pin[0])
         if why:
@@ -403,7 +458,13 @@ def allow_warnings(names: Sequence[str], pins: Sequence[Sequence[str]]) -> list[
                 f"pin {format_pin(pin)!r}: {why}. The pin fixes only the first arguments: "
                 "the task still picks the ones after it (such as find's -exec or a file to "
                 "write), and the tool still reads config from the workspace (.git/config, "
-                "HOME/.gitconfig); safe only inside bubblewrap (`agent --isolation bwrap`)"
+                "HOME/.gitconfig); safe only inside bubblewrap (`agent --isolation bwrap`), "
+                "and without it a file written can be the agent's own credential"
+            )
+        elif writes_any_file(pin[0]):
+            warnings.append(
+                f"pin {format_pin(pin)!r}: the task still picks the paths after the pin, so "
+                f"it can write any file the agent's user can: {_CREDENTIAL_NOTE}"
             )
     return warnings
 

@@ -84,7 +84,7 @@ class ConnectionStats:
     shedding: bool = False
     shedding_checks: int = 0  # watcher runs that found the hub at its cap
     shedding_since: float | None = None
-    _logged_at: float = 0.0
+    _logged_at: float | None = None  # when the shedding line was last logged
 
     def observe(self, sockets: int, now: float | None = None) -> None:
         now = time.monotonic() if now is None else now
@@ -94,7 +94,7 @@ class ConnectionStats:
             self.shedding_checks += 1
             if not self.shedding:
                 self.shedding_since = now
-            if now - self._logged_at >= LOG_EVERY_S:
+            if self._logged_at is None or now - self._logged_at >= LOG_EVERY_S:
                 self._logged_at = now
                 log.warning(
                     "shedding connections: %d sockets open, the cap is %d (hub.max_connections, "

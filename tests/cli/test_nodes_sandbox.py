@@ -89,7 +89,9 @@ def test_an_entry_with_spaces_is_a_pin_not_a_name(node: str) -> None:
     assert bad.exit_code == 2 and "not a path" in bad.stderr
 
 
-@pytest.mark.parametrize("command", ["sh", "python3", "env", "xargs", "find", "awk", "git"])
+@pytest.mark.parametrize(
+    "command", ["sh", "python3", "env", "xargs", "find", "awk", "git", "split", "uv"]
+)
 def test_allowing_a_command_that_runs_code_warns_and_shows_how_to_pin(
     node: str, command: str
 ) -> None:
@@ -103,6 +105,11 @@ def test_a_pin_of_such_a_command_warns_about_trailing_arguments(node: str) -> No
     assert "-exec" in stderr and "bubblewrap" in stderr
     _, quiet = sandbox(node, "--strict", "--allow", "ls", "--allow", "cat")
     assert quiet == ""
+
+
+def test_allowing_a_command_that_writes_any_file_warns_about_the_credential(node: str) -> None:
+    _, stderr = sandbox(node, "--strict", "--allow", "tee")
+    assert stderr.startswith("warning: ") and "credential in its state dir" in stderr
 
 
 @pytest.mark.parametrize(

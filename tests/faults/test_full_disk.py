@@ -103,7 +103,21 @@ def test_a_node_filling_the_disk_is_stopped_and_the_operator_keeps_control(
         assert cli_json("nodes", "show", "filler")["mirror"]["used_bytes"] == 0
         assert free_bytes(small_disk) > 40 * MIB
         # A new node joins and uploads once there is room again.
-        assert cli_json("invites", "create")["token"]
+        fresh = mesh.workspace("fresh")
+        fresh.mkdir(parents=True)
+        (fresh / "after.bin").write_bytes(os.urandom(MIB))
+        mesh.start_agent("fresh", mesh.invite(), "--sync", "--sync-interval", "0.5s")
+        wait_until(
+            lambda: (
+                [f["path"] for f in cli_json("mirrors", "ls", "fresh")["files"]] == ["after.bin"]
+            ),
+            60,
+            "the new node's upload",
+        )
+        fresh_id = cli_json("nodes", "show", "fresh")["id"]
+        assert (data / "mirrors" / fresh_id / "after.bin").read_bytes() == (
+            fresh / "after.bin"
+        ).read_bytes()
     finally:
         mesh.close()
     with sqlite3.connect(data / "cortex.db") as connection:

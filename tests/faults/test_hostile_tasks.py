@@ -20,6 +20,7 @@ import os
 import queue
 import shutil
 import socket
+import subprocess
 import threading
 from collections.abc import Iterator
 from concurrent import futures
@@ -318,27 +319,31 @@ def test_bubblewrap_keeps_even_a_shell_away_from_the_credential_and_the_disk(
     state = mesh.root / "agents" / "n1" / "state"
     outside = tmp_path / "outside"
     outside.mkdir()
-    # What STRICT does not stop, said honestly: a pin of find still takes -exec, and git
-    # status runs the fsmonitor hook of the repository in the workspace. Both run a shell;
-    # inside bubblewrap the shell can neither see the state dir nor write outside.
+    # What STRICT does not stop, said honestly: a pin of find still takes -exec, and the
+    # pinned `git status` runs the fsmonitor hook the workspace's repository configures.
+    # Both run a shell; inside bubblewrap it can neither see the state dir nor write outside.
     repo = arena.workspace / "repo"
-    (repo / ".git").mkdir(parents=True)
+    subprocess.run(["git", "init", "-q", str(repo)], check=True, timeout=60)
     escape = (
         f"cat {state}/credential.json; ls -A {state}; echo x > {outside}/escaped;"
         " echo x > /etc/cortex-escaped; echo x > $HOME/written-inside"
     )
-    (arena.workspace / "hook.sh").write_text(f"#!/bin/sh\n{escape}\n")
-    (arena.workspace / "hook.sh").chmod(0o755)
+    hook = arena.workspace / "hook.sh"
+    hook.write_text(f"#!/bin/sh\n{escape}\necho x > $HOME/fsmonitor-ran\n")
+    hook.chmod(0o755)
+    subprocess.run(["git", "-C", str(repo), "config", "core.fsmonitor", str(hook)], check=True)
     run_cli("nodes", "sandbox", "n1", "--strict", *(f"--allow={a}" for a in [*ALLOW, "find ."]))
     ids = [
         submit("n1", ["find", ".", "-maxdepth", "0", "-exec", "sh", "-c", escape, ";"])["id"],
         submit("n1", ["cat", f"{state}/credential.json"])["id"],
         submit("n1", ["ls", "-A", str(state)])["id"],
+        submit("n1", ["git", "status"], cwd="repo")["id"],
     ]
     views = finished(ids)
-    assert [v["state"] for v in views] == ["succeeded", "failed", "succeeded"], views
+    assert [v["state"] for v in views] == ["succeeded", "failed", "succeeded", "succeeded"], views
     assert all(secret not in v["stdout"] + v["stderr"] for v in views)
     assert views[2]["stdout"] == ""  # the state dir is an empty tmpfs
+    assert (arena.workspace / "fsmonitor-ran").exists()  # git status did run the hook
     assert not (outside / "escaped").exists()
     assert not Path("/etc/cortex-escaped").exists()
     assert (arena.workspace / "written-inside").exists()  # the workspace is writable

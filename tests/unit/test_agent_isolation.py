@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import socket
@@ -19,6 +20,7 @@ from cortexctl.agent.isolation import (
     IsolationUnavailable,
     TaskLimits,
     choose_isolation,
+    root_process_limit_warning,
 )
 from cortexctl.core import features
 
@@ -81,6 +83,54 @@ def test_rlimits_of_the_policy_apply(workspace: Path) -> None:
     assert big.state == "succeeded" and big.stdout.strip() != b"0"
 
 
+def unused_uid() -> int:
+    """A uid no process runs as: RLIMIT_NPROC counts every process of the task's uid."""
+    used = set()
+    for status in Path("/proc").glob("[0-9]*/status"):
+        with contextlib.suppress(OSError):
+            for line in status.read_text().splitlines():
+                if line.startswith("Uid:"):
+                    used.update(int(uid) for uid in line.split()[1:])
+    return next(uid for uid in range(61_000, 62_000) if uid not in used)
+
+
+def test_the_process_limit_applies_and_binds_a_task_that_is_not_root(workspace: Path) -> None:
+    def fork_as(uid: int, processes: int) -> TaskOutcome:
+        # setpriv makes the task's shell that uid (one process), and that shell forks once.
+        script = f"""ulimit -u
+            setpriv --reuid={uid} --regid={uid} --clear-groups -- /bin/sh -c '(true) && echo forked'
+            (true) && echo root-forked"""
+        return run(
+            TaskRunner(workspace),
+            script,
+            replace(PERMISSIVE, limits=TaskLimits(processes=processes)),
+        )
+
+    if os.geteuid() != 0:
+        out = run(
+            TaskRunner(workspace), "ulimit -u", replace(PERMISSIVE, limits=TaskLimits(processes=7))
+        )
+        assert out.stdout.split() == [b"7"]
+        pytest.skip("only root can run the task as another uid to see the limit bind")
+    if shutil.which("setpriv") is None:
+        pytest.fail("setpriv (util-linux) is needed to run the task as another uid")
+    uid = unused_uid()
+    bound = fork_as(uid, 1)
+    assert bound.state == "succeeded", bound.error
+    # The limit is set; the uid's one process may not fork; root is not bound at all.
+    assert bound.stdout.decode().split() == ["1", "root-forked"]
+    assert b"fork" in bound.stderr.lower()
+    control = fork_as(uid, 2)
+    assert control.stdout.decode().split() == ["2", "forked", "root-forked"]
+
+
+def test_a_root_agent_is_told_the_process_limit_does_not_bind() -> None:
+    why = root_process_limit_warning(TaskLimits(processes=4096), 0)
+    assert why is not None and "RLIMIT_NPROC" in why and "root" in why
+    assert root_process_limit_warning(TaskLimits(processes=4096), 1000) is None
+    assert root_process_limit_warning(TaskLimits(), 0) is None
+
+
 def test_an_unstartable_program_still_fails_with_the_os_reason(workspace: Path) -> None:
     out = asyncio.run(TaskRunner(workspace).run(TaskSpec("t", argv=("./nope-x",)), PERMISSIVE))
     assert out.state == "rejected"
@@ -106,12 +156,12 @@ def test_isolation_none_reports_it_and_no_network_feature(
     assert "credential" in caplog.text
 
 
-def test_auto_without_bwrap_warns_that_tasks_can_read_the_credential(
+def test_auto_without_bwrap_warns_that_tasks_can_read_and_write_the_credential(
     workspace: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     monkeypatch.setenv("PATH", str(workspace))  # no bwrap to be found
     assert choose_isolation("auto", workspace, []).level == NONE
-    assert "can then read" in caplog.text and "credential" in caplog.text
+    assert "can then read and write" in caplog.text and "credential" in caplog.text
     with pytest.raises(IsolationUnavailable, match="not installed"):
         choose_isolation("bwrap", workspace, [])
 

@@ -205,6 +205,12 @@ def test_warnings_name_risky_commands_and_env() -> None:
     for command in ("ssh", "make", "tar", "vim", "less", "sed", "perl", "node"):
         assert risky_command(command), command
     assert risky_command("ls") is None and risky_command("cat") is None
+    assert risky_command("ed") is None  # commands only from stdin, which is /dev/null
+    assert allow_warnings(["ls"], [["ls", "-l"]]) == []
+    [bare] = allow_warnings(["git"], [])
+    assert "arbitrary code" in bare and "--allow 'git SUBCOMMAND'" in bare
+    [pinned] = allow_warnings([], [["find", "."]])
+    assert "-exec" in pinned and "bubblewrap" in pinned and "credential" in pinned
     for name in ("BASH_FUNC_ls%%", "BASH_ENV", "ENV", "LD_PRELOAD", "GIT_SSH_COMMAND"):
         assert risky_env(name), name
     for name in ("PYTHONSTARTUP", "PERL5OPT", "LESSOPEN", "NODE_OPTIONS", "RUBYOPT", "IFS"):
@@ -212,12 +218,47 @@ def test_warnings_name_risky_commands_and_env() -> None:
     for name in ("JAVA_TOOL_OPTIONS", "PAGER", "EDITOR", "PS4", "SHELLOPTS", "PATH"):
         assert risky_env(name), name
     assert risky_env("CI") is None and risky_env("MY_SETTING") is None
-    [bare] = allow_warnings(["git"], [])
-    assert "arbitrary code" in bare and "--allow 'git SUBCOMMAND'" in bare
-    [pinned] = allow_warnings([], [["find", "."]])
-    assert "-exec" in pinned and "bubblewrap" in pinned
-    assert allow_warnings(["ls"], [["ls", "-l"]]) == []
     assert len(env_warnings(["CI", "LD_PRELOAD", "GIT_DIR"])) == 2
+
+
+RUN_ANY_CODE = """valgrind tmux screen ipython ipython3 gdb strace ltrace uv uvx pipx poetry
+pdm hatch nox tox pytest make cmake ninja flock timeout nice nohup setsid stdbuf chroot
+unshare nsenter watch parallel ssh scp vi vim nvim emacs"""
+RUN_CODE = {
+    # name: a word the warning must carry (the option or way it runs code), or ""
+    "split": "--filter",
+    "sort": "--compress-program",
+    "tar": "--to-command",
+    "zip": "-TT",
+    "sed": "e command",
+    "rsync": "-e",
+    "nc": "-e",
+    "ncat": "-e",
+    "netcat": "-e",
+    "socat": "SYSTEM:",
+    "rg": "--pre",
+    "less": "lesskey",
+    "man": "-P",
+    **dict.fromkeys(RUN_ANY_CODE.split(), ""),
+}
+
+
+@pytest.mark.parametrize(("command", "how"), RUN_CODE.items())
+def test_commands_that_run_code_warn_with_how(command: str, how: str) -> None:
+    why = risky_command(command)
+    assert why is not None and how in why, why
+    [warning] = allow_warnings([command], [])
+    assert "arbitrary code" in warning
+    [pinned] = allow_warnings([], [[command, "x"]])
+    assert "only the first arguments" in pinned and "bubblewrap" in pinned
+
+
+@pytest.mark.parametrize("command", ["cp", "mv", "tee", "dd", "install", "ln", "unzip", "wget"])
+def test_commands_that_write_any_file_warn_about_the_credential(command: str) -> None:
+    assert risky_command(command) is None  # they write files; they run no code
+    for warning in (*allow_warnings([command], []), *allow_warnings([], [[command, "a"]])):
+        assert "write any file" in warning and "credential in its state dir" in warning
+        assert "arbitrary code" not in warning and "--isolation bwrap" in warning
 
 
 def test_migration_adds_the_policy_columns_to_existing_nodes(database_url: str) -> None:
