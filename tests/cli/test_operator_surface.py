@@ -92,6 +92,50 @@ class TestWhichStore:
         assert run_cli("db", "upgrade", "-q", "--data-dir", str(other)).exit_code == 0
         assert (other / "cortex.db").is_file()
 
+    @pytest.mark.skipif(
+        os.geteuid() != 0 or not Path("/usr/bin/setpriv").exists(),
+        reason="needs root and setpriv to run the CLI as another user",
+    )
+    def test_an_operator_outside_the_hubs_group_gets_one_line_not_a_traceback(
+        self, tmp_path: Path
+    ) -> None:
+        # The systemd layout without store.group: /var/lib/cortexctl is the hub's, 0700.
+        import tempfile
+
+        with tempfile.TemporaryDirectory(dir="/tmp") as base_dir:
+            base = Path(base_dir)
+            base.chmod(0o755)
+            data_dir = base / "lib" / "cortexctl"
+            data_dir.mkdir(parents=True)
+            (data_dir / "cortex.db").write_bytes(b"")
+            data_dir.chmod(0o700)  # root's: `nobody` may not look inside
+            system = write(base / "etc" / "config.toml", f'[store]\ndata_dir = "{data_dir}"\n')
+            home = base / "home"
+            home.mkdir(mode=0o777)
+            home.chmod(0o777)
+            env = {
+                "PATH": os.environ["PATH"],
+                "HOME": str(home),
+                "CORTEX_SYSTEM_CONFIG": str(system),
+                "PYTHONPATH": os.environ.get("PYTHONPATH", ""),
+            }
+            setpriv = ["setpriv", "--reuid", "nobody", "--regid", "nogroup", "--clear-groups"]
+            result = subprocess.run(
+                [*setpriv, sys.executable, "-m", "cortexctl", "nodes", "list"],
+                env=env,
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+        assert result.returncode == 4, result.stderr
+        assert "Traceback" not in result.stderr
+        assert result.stderr.count("\n") == 1, result.stderr
+        assert result.stderr.startswith(
+            f"error: cannot read the store at {data_dir / 'cortex.db'}: permission denied on "
+            f"{data_dir} (owner root, group root)"
+        ), result.stderr
+        assert "store.group" in result.stderr and "group" in result.stderr
+
     def test_a_database_without_the_schema_is_no_store(self, pg_url: str) -> None:
         result = run_cli("nodes", "list", "--database-url", pg_url)
         assert result.exit_code == 4
