@@ -268,19 +268,32 @@ def build_table(
     rows: Iterable[Sequence[Any]],
     title: str = "",
     width: int | None = None,
+    *,
+    whole: bool = False,
 ) -> Any:
     """A table for people. When it is wider than ``width``, the other columns are cut to
-    fit, widest first, each ending in an ellipsis ("…"); ids, names and states stay whole."""
+    fit, widest first, each ending in an ellipsis ("…"); ids, names and states stay whole.
+
+    With ``whole`` the table keeps the width of its columns (as cut to ``width``, if any)
+    whatever the console's: rich cuts nothing more (print it with ``crop=False``)."""
+    from rich.cells import cell_len
     from rich.table import Table
 
     cells = [
         [inert("-" if cell is None or cell == "" else str(cell)) for cell in row] for row in rows
     ]
     natural = [
-        max([len(column), *(len(row[i]) for row in cells)]) for i, column in enumerate(columns)
+        max([cell_len(column), *(cell_len(row[i]) for row in cells)])
+        for i, column in enumerate(columns)
     ]
     limits = _fit(natural, [c in WHOLE_COLUMNS for c in columns], width)
-    table = Table(title=title or None, box=None, header_style="bold", pad_edge=False)
+    table = Table(
+        title=title or None,
+        box=None,
+        header_style="bold",
+        pad_edge=False,
+        width=sum(limits) + 2 * (len(limits) - 1) if whole else None,
+    )
     for index, column in enumerate(columns):
         table.add_column(
             column,
@@ -325,8 +338,10 @@ def print_table(
         message(empty)
         return
     console = _console()
+    # -o wide never cuts; a table whose whole columns alone are wider than the terminal
+    # runs past it (the terminal wraps) rather than losing its last columns.
     width = None if wide() else console.width
-    console.print(build_table(columns, rows, width=width))
+    console.print(build_table(columns, rows, width=width, whole=True), crop=False)
 
 
 def dry_run_table(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:

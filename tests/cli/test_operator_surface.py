@@ -315,6 +315,57 @@ def test_durations_take_compound_units_and_refuse_a_bare_number() -> None:
     assert created["id"] == invite["id"]
 
 
+def on_a_terminal(*args: str, columns: int) -> str:
+    """What a command prints on a pseudo-terminal ``columns`` wide (stdout and stderr)."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    primary, secondary = pty.openpty()
+    fcntl.ioctl(secondary, termios.TIOCSWINSZ, struct.pack("HHHH", 24, columns, 0, 0))
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cortexctl", *args],
+        env=env | {"COLUMNS": str(columns), "TERM": "dumb"},
+        stdin=subprocess.DEVNULL,
+        stdout=secondary,
+        stderr=secondary,
+        close_fds=True,
+    )
+    os.close(secondary)
+    seen = b""
+    while True:  # until the command closes its end (EIO on Linux)
+        try:
+            chunk = os.read(primary, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        seen += chunk
+    os.close(primary)
+    assert proc.wait(60) == 0, seen
+    return seen.decode().replace("\r\n", "\n")
+
+
+@pytest.mark.usefixtures("store_env")
+def test_wide_output_never_cuts_on_a_narrow_terminal() -> None:
+    from tests.helpers import add_node
+
+    add_node("build-server-01", "zone=eu-west", "gpu=a100")
+    wide = on_a_terminal("nodes", "list", "-o", "wide", columns=60)
+    for whole in ("LABELS", "POLICY", "AGENT", "zone=eu-west,gpu=a100", "build-server-01"):
+        assert whole in wide, wide
+    assert "…" not in wide
+    header = next(line for line in wide.splitlines() if line.startswith("NAME"))
+    assert len(header) > 60 and header.rstrip().endswith("AGENT")
+    # Table mode cuts cells to an ellipsis, but no column away (ids stay whole).
+    table = on_a_terminal("nodes", "list", columns=40)
+    header = next(line for line in table.splitlines() if line.startswith("NAME"))
+    assert header.split()[-2:] == ["LAST", "HE…"], table
+    assert re.search(r"nd_[0-9a-f]{12} +offline +permiss… +unknown +h +-", table), table
+
+
 def test_narrow_tables_end_long_cells_in_an_ellipsis_and_keep_ids_whole() -> None:
     from rich.console import Console
 
