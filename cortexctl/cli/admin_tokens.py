@@ -9,7 +9,7 @@ import typer
 
 from cortexctl.cli import render
 from cortexctl.cli.context import cli_context
-from cortexctl.cli.options import duration
+from cortexctl.cli.options import DryRunOpt, duration
 
 app = typer.Typer(
     help="Create, list and revoke admin API tokens (roles: viewer, operator, admin).",
@@ -94,7 +94,11 @@ def list_(
 @app.command("revoke")
 def revoke(
     ctx: typer.Context,
-    refs: Annotated[list[str], typer.Argument(metavar="TOKEN...", help="Token ids or names.")],
+    refs: Annotated[
+        list[str],
+        typer.Argument(metavar="TOKEN...", help="Token ids, names or unique id prefixes."),
+    ],
+    dry_run: DryRunOpt = False,
 ) -> None:
     """Revoke admin tokens; the hub refuses them from the next call on.
 
@@ -103,11 +107,8 @@ def revoke(
     from cortexctl.core import admin_tokens, audit
 
     actor = audit.local_actor()
-    with cli_context(ctx).store().session(write=True) as session:
-        views = [admin_tokens.revoke_admin_token(session, actor, ref) for ref in refs]
-
-    def human() -> None:
-        for v in views:
-            render.message(f"revoked admin token {v.id} ({v.name})")
-
-    render.emit(views, human=human)
+    with cli_context(ctx).store().session(write=not dry_run) as session:
+        views = [
+            admin_tokens.revoke_admin_token(session, actor, ref, dry_run=dry_run) for ref in refs
+        ]
+    render.emit_revoked(views, dry_run, lambda v: f"admin token {v.id} ({v.name})")

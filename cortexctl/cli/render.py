@@ -350,6 +350,19 @@ def dry_run_table(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None
     note("dry run: nothing changed")
 
 
+def emit_revoked(views: Sequence[Any], dry_run: bool, label: Callable[[Any], str]) -> None:
+    """`invites revoke`, `admin-tokens revoke`: each view (as it is, or would be, with
+    ``dry_run``) with a ``dry_run`` key; for people, one line each naming ``label(view)``."""
+
+    def human() -> None:
+        for v in views:
+            message(f"{'would revoke' if dry_run else 'revoked'} {label(v)}")
+        if dry_run:
+            note("dry run: nothing changed")
+
+    emit([to_jsonable(v) | {"dry_run": dry_run} for v in views], human=human)
+
+
 def names(items: Sequence[str], limit: int = 5) -> str:
     """A short list for a question or a summary: "a, b, c and 4 more"."""
     shown = ", ".join(items[:limit])

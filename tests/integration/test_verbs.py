@@ -69,8 +69,14 @@ def test_a_cordoned_node_gets_nothing_and_drain_waits_for_running_tasks(mesh: Me
 
     long = cli_json("tasks", "submit", "n1", "--json", "--script", UNTIL_STOP)
     wait_until(lambda: state_of(long["id"]) == "running", 15, "the task to run")
+    plan = run_cli("nodes", "drain", "n1", "--dry-run")
+    assert plan.exit_code == 0, plan.stderr
+    assert "would cordon node n1" in plan.stdout and long["id"] in plan.stdout
+    assert cli_json("nodes", "drain", "n1", "--dry-run")["dry_run"] is True
+    assert cli_json("nodes", "show", "n1")["cordoned"] is False  # a dry run changes nothing
     early = run_cli("nodes", "drain", "n1", "--timeout", "0.5s")
-    assert early.exit_code == 4 and "stays cordoned" in early.stderr
+    # The wait-expired code of `tasks wait --timeout`, from the one table.
+    assert early.exit_code == 120 and "stays cordoned" in early.stderr
     assert cli_json("nodes", "show", "n1")["cordoned"] is True
     (mesh.workspace("n1") / "stop").touch()
     drained = cli_json("nodes", "drain", "n1", "--timeout", "30s")
