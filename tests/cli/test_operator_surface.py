@@ -219,16 +219,21 @@ def test_yaml_emitter_quotes_every_string() -> None:
 # --- the smaller frictions ---------------------------------------------------------------
 
 
-def help_records(root: Any) -> list[tuple[str, str, str]]:
+def help_records(root: Any, *, usage: bool = False) -> list[tuple[str, str, str]]:
+    """(command path, names, help) of every option and argument; with ``usage``, one
+    (command path, usage line, "") a command instead."""
     import typer
 
     found: list[tuple[str, str, str]] = []
 
     def walk(command: Any, ctx: Any) -> None:
-        for param in command.params:
-            record = param.get_help_record(ctx)
-            if record is not None:
-                found.append((ctx.command_path, record[0], record[1]))
+        if usage:
+            found.append((ctx.command_path, " ".join(command.collect_usage_pieces(ctx)), ""))
+        else:
+            for param in command.params:
+                record = param.get_help_record(ctx)
+                if record is not None:
+                    found.append((ctx.command_path, record[0], record[1]))
         for name, sub in getattr(command, "commands", {}).items():
             walk(sub, typer.Context(sub, info_name=name, parent=ctx))
 
@@ -236,13 +241,29 @@ def help_records(root: Any) -> list[tuple[str, str, str]]:
     return found
 
 
+# What typer prints around a metavar that is not a word: {NODE}, [[PATH]...]..., {ID...}...
+NOT_A_WORD = re.compile(r"<(str|int|list|path|float)|[{}]|\[\[|\]\.\.\.\]|\.\.\.\]?\.\.\.")
+
+
 def test_metavars_read_as_words() -> None:
-    for path, names, _ in help_records(root_command()):
-        assert "<" not in names, f"{path}: {names}"
+    root = root_command()
+    for path, names, _ in help_records(root):
+        assert "<" not in names and not NOT_A_WORD.search(names), f"{path}: {names}"
+    usages = dict((path, line) for path, line, _ in help_records(root, usage=True))
+    for path, line in usages.items():
+        assert not NOT_A_WORD.search(line), f"{path}: {line}"
+    assert usages["cortexctl mirrors rm"] == "[OPTIONS] NODE [PATH...]"
+    assert usages["cortexctl invites revoke"] == "[OPTIONS] ID..."
+    assert usages["cortexctl nodes revoke"] == "[OPTIONS] [NODE]"
+    shown = run_cli("nodes", "show", "--help").stdout
+    assert shown.startswith("Usage: cortexctl nodes show [OPTIONS] NODE\n"), shown
     assert "<str>" not in run_cli("agent", "sync", "--help").stdout
     man = (Path(__file__).resolve().parents[2] / "man").glob("*.1")
     for page in man:
-        assert not re.search(r"<(str|int|list|path|float)", page.read_text()), page.name
+        text = page.read_text()
+        synopsis = text.split(".SH SYNOPSIS", 1)[-1].split(".SH", 1)[0]
+        assert not NOT_A_WORD.search(synopsis), f"{page.name}: {synopsis}"
+        assert not re.search(r"<(str|int|list|path|float)", text), page.name
 
 
 def test_env_vars_are_shown_once() -> None:
