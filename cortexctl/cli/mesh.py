@@ -48,7 +48,8 @@ def status(
         bool,
         typer.Option(
             "--check",
-            help="Monitoring check: one summary line, exit 0 ok, 1 warning, 2 critical.",
+            help="Monitoring check: one summary line, exit 0 ok, 1 warning, 2 critical "
+            "(also: no store), 3 unknown (the store cannot be read).",
         ),
     ] = False,
     warn_offline: Annotated[
@@ -75,7 +76,8 @@ def status(
     and uploads, with a summary line.
 
     --check is for monitoring (nagios, cron): it prints one line and exits 0 ok, 1 warning,
-    2 critical; the one exception to the exit-code table besides `tasks ... --wait`.
+    2 critical (also when there is no store), 3 unknown (the store cannot be read); the one
+    exception to the exit-code table besides `tasks ... --wait`.
 
     Example: cortexctl mesh status --follow
     Example: cortexctl mesh status --check --crit-offline 3
@@ -94,8 +96,18 @@ def status(
             min_hubs=min_hubs,
         )
         obj = cli_context(ctx)
-        with obj.store().session() as session:
-            result = core_status.health_check(session, obj.sandbox_defaults, thresholds)
+        try:
+            with obj.store().session() as session:
+                result = core_status.health_check(session, obj.sandbox_defaults, thresholds)
+        except Exception as err:  # no store, or one that cannot be read: still one line
+            from cortexctl.errors import StoreMissing, Unavailable
+            from cortexctl.store.engine import store_error
+
+            mapped = err if isinstance(err, Unavailable) else store_error(err, obj.store_url)
+            if not isinstance(mapped, Unavailable):
+                raise
+            missing = isinstance(mapped, StoreMissing)
+            result = core_status.check_without_store(str(mapped), missing=missing)
         render.emit(result, human=lambda: render.message(result.summary))
         raise typer.Exit(result.status)
 

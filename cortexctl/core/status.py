@@ -15,7 +15,7 @@ from cortexctl.core.views import HealthCheck as HealthCheck
 from cortexctl.core.views import JobStatusView as JobStatusView
 from cortexctl.core.views import MeshSnapshot as MeshSnapshot
 from cortexctl.core.views import NodeStatus as NodeStatus
-from cortexctl.errors import CHECK_CRITICAL, CHECK_OK, CHECK_WARNING
+from cortexctl.errors import CHECK_CRITICAL, CHECK_OK, CHECK_UNKNOWN, CHECK_WARNING
 from cortexctl.store.models import JobRun, SyncLease, Task
 
 
@@ -265,7 +265,12 @@ def events_since(
 
 # --- mesh status --check: one line and a nagios exit code ---------------------------------
 
-CHECK_LABELS = {CHECK_OK: "OK", CHECK_WARNING: "WARNING", CHECK_CRITICAL: "CRITICAL"}
+CHECK_LABELS = {
+    CHECK_OK: "OK",
+    CHECK_WARNING: "WARNING",
+    CHECK_CRITICAL: "CRITICAL",
+    CHECK_UNKNOWN: "UNKNOWN",
+}
 
 
 @dataclass(frozen=True)
@@ -333,4 +338,20 @@ def health_check(
         failed_jobs=failed,
         dead_hubs=dead,
         live_hubs=len(snap.hubs),
+    )
+
+
+def check_without_store(reason: str, *, missing: bool) -> HealthCheck:
+    """The check's line when there is nothing to judge: no store where the settings point
+    is CRITICAL (the mesh has no hub state at all), a store that cannot be read UNKNOWN."""
+    status = CHECK_CRITICAL if missing else CHECK_UNKNOWN
+    return HealthCheck(
+        status=status,
+        label=CHECK_LABELS[status],
+        summary=f"CORTEX {CHECK_LABELS[status]} - {reason}",
+        problems=[reason],
+        offline_nodes=[],
+        failed_jobs=[],
+        dead_hubs=[],
+        live_hubs=0,
     )

@@ -328,6 +328,28 @@ def test_mesh_status_check_is_one_line_with_nagios_codes() -> None:
     one_line_error(run_cli("mesh", "status", "--check", "--follow"), 2, "--check")
 
 
+def test_mesh_status_check_without_a_store_is_still_a_status_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("CORTEX_DATABASE_URL")  # the store_env's: --data-dir must choose
+    missing = tmp_path / "no-such-dir"
+    none = run_cli("mesh", "status", "--check", "--data-dir", str(missing))
+    assert none.exit_code == 2, none.stderr  # CRITICAL, not the table's 4
+    assert none.stdout == (
+        f"CORTEX CRITICAL - no store at {missing / 'cortex.db'} — is the hub using another "
+        "data dir? (see `cortexctl config show`)\n"
+    )
+    assert none.stderr == "" and not missing.exists()
+    shown = json.loads(
+        run_cli("mesh", "status", "--check", "--data-dir", str(missing), "--json").stdout
+    )
+    assert (shown["status"], shown["label"]) == (2, "CRITICAL")
+    url = "postgresql+psycopg://nobody@127.0.0.1:1/x"
+    down = run_cli("mesh", "status", "--check", "--database-url", url)
+    assert down.exit_code == 3, down.stderr  # UNKNOWN: nothing could be judged
+    assert down.stdout.startswith("CORTEX UNKNOWN - ") and down.stdout.count("\n") == 1
+
+
 def test_db_backup(tmp_path: Path) -> None:
     import os
 
@@ -401,3 +423,15 @@ def test_revoke_quota_and_drain_dry_runs_change_nothing() -> None:
     assert cli_json("nodes", "show", "n1")["cordoned"] is False
     audited = {e["action"] for e in cli_json("audit", "list")}
     assert not audited & {"invites.revoke", "admin_tokens.revoke", "nodes.cordon"}
+
+
+def test_json_errors_of_a_wait_carry_the_waits_own_code_names() -> None:
+    add_node("n1")  # no agent: the task stays pending
+    task = submit("n1", "--", "true")
+    timed_out = run_cli("tasks", "wait", task["id"], "--timeout", "10ms", "-o", "json")
+    assert timed_out.exit_code == 120
+    error = json.loads(timed_out.stderr)["error"]
+    assert (error["code"], error["exit"]) == ("wait_timed_out", 120)
+    lost = run_cli("tasks", "wait", "tk_nosuchtask", "-o", "json")
+    assert lost.exit_code == 125
+    assert json.loads(lost.stderr)["error"]["code"] == "task_lost"
