@@ -484,4 +484,8 @@ def root(
 
 
 def main() -> None:
+    # gRPC core logs every failed TLS handshake (`I1202 … ssl_transport_security.cc …`)
+    # before the one-line hint says what to do; its errors still show. Set before grpc
+    # is imported (no command imports it before this); GRPC_VERBOSITY=INFO brings it back.
+    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
     sys.exit(app(prog_name="cortexctl"))
