@@ -222,6 +222,31 @@ def test_every_data_command_honours_json_with_one_vocabulary(
     assert not clashes, f"one key, several types: {clashes}"
 
 
+def documented_commands() -> set[str]:
+    """The commands of docs/json.md's per-command table, without their arguments
+    (`gc locks\\|mirrors` stands for `gc locks` and `gc mirrors`)."""
+    import re
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "json.md").read_text()
+    found: set[str] = set()
+    for line in doc.split("\n## Per command\n", 1)[1].splitlines():
+        if not line.startswith("| `"):
+            continue
+        for cell in re.findall(r"`([^`]+)`", line.split(" | ", 1)[0]):
+            cell = cell.replace("\\|", "|")
+            words = [w for w in cell.split() if re.fullmatch(r"[a-z][a-z|-]*|--check", w)]
+            *head, last = words
+            found.update(" ".join([*head, one]) for one in last.split("|"))
+    return found
+
+
+def test_docs_json_lists_every_data_command() -> None:
+    documented = documented_commands()
+    wanted = {*DATA_COMMANDS, "agent sync", "mesh status --check"}
+    missing = sorted(wanted - documented)
+    assert not missing, f"docs/json.md has no row for {missing}"
+
+
 @pytest.mark.usefixtures("store_env")
 def test_renamed_keys_keep_their_old_name_for_one_release() -> None:
     make_node()
