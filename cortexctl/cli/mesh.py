@@ -108,8 +108,8 @@ def status(
                 raise
             missing = isinstance(mapped, StoreMissing)
             result = core_status.check_without_store(str(mapped), missing=missing)
-        render.emit(result, human=lambda: render.message(result.summary))
-        raise typer.Exit(result.status)
+        render.emit(result, human=lambda: render.message(result.line))
+        raise typer.Exit(result.exit_code)
 
     if follow and (render.machine() or watch_events):
         raise InvalidArgument("--follow is a live view for people; use --watch-events for scripts")

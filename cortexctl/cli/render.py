@@ -534,11 +534,15 @@ def _node_rows(snap: Any, styled: bool) -> list[list[Any]]:
 
 
 def summary_line(snap: Any) -> str:
-    s = snap.summary
+    from cortexctl.core.status import SUMMARY_LEGACY_KEYS
+
+    # A hub one release older (remote context) sends only the old names.
+    s = {new: snap.summary.get(old, 0) for old, new in SUMMARY_LEGACY_KEYS.items()}
+    s |= snap.summary
     return (
-        f"{s['nodes']} node(s): {s['online']} online, {s['stale']} stale, "
-        f"{s['offline']} offline, {s['revoked']} revoked · {s['hubs']} hub(s) · "
-        f"tasks {s['tasks_running']} running, {s['tasks_pending']} pending · "
+        f"{s['node_count']} node(s): {s['online_count']} online, {s['stale_count']} stale, "
+        f"{s['offline_count']} offline, {s['revoked_count']} revoked · {s['hub_count']} hub(s) · "
+        f"tasks {s['running_tasks']} running, {s['pending_tasks']} pending · "
         f"{s['uploads_in_flight']} upload(s) in flight"
     )
 

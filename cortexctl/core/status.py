@@ -15,6 +15,7 @@ from cortexctl.core.views import HealthCheck as HealthCheck
 from cortexctl.core.views import JobStatusView as JobStatusView
 from cortexctl.core.views import MeshSnapshot as MeshSnapshot
 from cortexctl.core.views import NodeStatus as NodeStatus
+from cortexctl.core.views import legacy_keys_wanted
 from cortexctl.errors import CHECK_CRITICAL, CHECK_OK, CHECK_UNKNOWN, CHECK_WARNING
 from cortexctl.store.models import JobRun, SyncLease, Task
 
@@ -58,18 +59,34 @@ def snapshot(
     counts = Counter(item.status for item in items)
     live = sorted(hubs.live_hub_ids(session))
     summary = {
-        "nodes": len(items),
-        "online": counts["online"],
-        "stale": counts["stale"],
-        "offline": counts["offline"],
-        "revoked": counts["revoked"],
-        "hubs": len(live),
-        "tasks_running": sum(active.values()),
-        "tasks_pending": pending,
+        "node_count": len(items),
+        "online_count": counts["online"],
+        "stale_count": counts["stale"],
+        "offline_count": counts["offline"],
+        "revoked_count": counts["revoked"],
+        "hub_count": len(live),
+        "running_tasks": sum(active.values()),
+        "pending_tasks": pending,
         "uploads_in_flight": sum(uploads.values()),
     }
+    if legacy_keys_wanted():  # the old names, for one release (CHANGELOG.md)
+        summary |= {old: summary[new] for old, new in SUMMARY_LEGACY_KEYS.items()}
     jobs = job_statuses(session, live) if with_jobs else []
     return MeshSnapshot(taken_at=clock.now(), nodes=items, hubs=live, summary=summary, jobs=jobs)
+
+
+# summary keys renamed in schema 2: `nodes`/`hubs` are lists at the top of the snapshot,
+# `online`/`revoked`... a node's booleans, and its count of running tasks `running_tasks`.
+SUMMARY_LEGACY_KEYS = {
+    "nodes": "node_count",
+    "online": "online_count",
+    "stale": "stale_count",
+    "offline": "offline_count",
+    "revoked": "revoked_count",
+    "hubs": "hub_count",
+    "tasks_running": "running_tasks",
+    "tasks_pending": "pending_tasks",
+}
 
 
 def job_statuses(session: Session, hub_ids: list[str] | None = None) -> list[JobStatusView]:
@@ -318,21 +335,22 @@ def health_check(
     status = max((level for level, _ in problems), default=CHECK_OK)
     s = snap.summary
     counts = (
-        f"{s['online']}/{s['nodes'] - s['revoked']} nodes online, {len(snap.hubs)} hub(s), "
-        f"{s['tasks_running']} running, {s['tasks_pending']} pending"
+        f"{s['online_count']}/{s['node_count'] - s['revoked_count']} nodes online, "
+        f"{len(snap.hubs)} hub(s), "
+        f"{s['running_tasks']} running, {s['pending_tasks']} pending"
     )
     details = "; ".join(text for _, text in sorted(problems, key=lambda p: -p[0]))
     perf = (
-        f"online={s['online']} offline={len(down)} failed_jobs={len(failed)} "
+        f"online={s['online_count']} offline={len(down)} failed_jobs={len(failed)} "
         f"dead_hubs={len(dead)} hubs={len(snap.hubs)}"
     )
     summary = f"CORTEX {CHECK_LABELS[status]} - {details or counts}" + (
         f" ({counts})" if details else ""
     )
     return HealthCheck(
-        status=status,
+        exit_code=status,
         label=CHECK_LABELS[status],
-        summary=f"{summary} | {perf}",
+        line=f"{summary} | {perf}",
         problems=[text for _, text in problems],
         offline_nodes=down,
         failed_jobs=failed,
@@ -346,9 +364,9 @@ def check_without_store(reason: str, *, missing: bool) -> HealthCheck:
     is CRITICAL (the mesh has no hub state at all), a store that cannot be read UNKNOWN."""
     status = CHECK_CRITICAL if missing else CHECK_UNKNOWN
     return HealthCheck(
-        status=status,
+        exit_code=status,
         label=CHECK_LABELS[status],
-        summary=f"CORTEX {CHECK_LABELS[status]} - {reason}",
+        line=f"CORTEX {CHECK_LABELS[status]} - {reason}",
         problems=[reason],
         offline_nodes=[],
         failed_jobs=[],

@@ -324,7 +324,8 @@ def test_mesh_status_check_is_one_line_with_nagios_codes() -> None:
     ok = run_cli("mesh", "status", "--check", "--min-hubs", "0", "--warn-offline", "2")
     assert ok.exit_code == 0 and ok.stdout.startswith("CORTEX OK - 0/1 nodes online")
     checked = run_cli("mesh", "status", "--check", "--min-hubs", "0", "--json")
-    assert json.loads(checked.stdout)["status"] == 1
+    shown = json.loads(checked.stdout)
+    assert shown["exit_code"] == shown["status"] == 1  # `status`: the old name, one release
     one_line_error(run_cli("mesh", "status", "--check", "--follow"), 2, "--check")
 
 
@@ -343,7 +344,7 @@ def test_mesh_status_check_without_a_store_is_still_a_status_line(
     shown = json.loads(
         run_cli("mesh", "status", "--check", "--data-dir", str(missing), "--json").stdout
     )
-    assert (shown["status"], shown["label"]) == (2, "CRITICAL")
+    assert (shown["exit_code"], shown["label"]) == (2, "CRITICAL")
     url = "postgresql+psycopg://nobody@127.0.0.1:1/x"
     down = run_cli("mesh", "status", "--check", "--database-url", url)
     assert down.exit_code == 3, down.stderr  # UNKNOWN: nothing could be judged
@@ -358,7 +359,7 @@ def test_db_backup(tmp_path: Path) -> None:
         one_line_error(run_cli("db", "backup", str(tmp_path / "b.db")), 2, "pg_dump")
         return
     backed = cli_json("db", "backup", str(tmp_path / "b.db"))
-    assert backed["bytes"] > 0 and Path(backed["path"]).is_file()
+    assert backed["size_bytes"] == backed["bytes"] > 0 and Path(backed["path"]).is_file()
     one_line_error(run_cli("db", "backup", str(tmp_path / "b.db")), 5, "--force")
     assert run_cli("db", "backup", str(tmp_path / "b.db"), "--force", "--quiet").stdout == ""
 
