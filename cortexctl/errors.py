@@ -66,7 +66,7 @@ EXIT_CODES: tuple[ExitCode, ...] = (
 # Documented exceptions to the table: codes one command defines for itself and documents
 # beside it (in its --help and the README). `tasks wait` and `tasks submit --wait` exit with
 # the task's own code when it ran to an exit, else with one of 120-125 below (cli/tasks.py);
-# `mesh status --check` exits 0/1/2 like a nagios plugin (CHECK_* below).
+# `mesh status --check` exits 0/1/2/3 like a nagios plugin (CHECK_* below).
 COMMAND_EXIT_CODES = range(120, 126)
 
 # `tasks submit --wait` / `tasks wait`: the task did not run to an exit of its own.
@@ -80,12 +80,84 @@ EXIT_TASK_LOST = 125  # failed without an exit code (node lost, revoked...) or a
 # `mesh status --check`, as nagios plugins exit.
 CHECK_OK = 0
 CHECK_WARNING = 1
-CHECK_CRITICAL = 2
+CHECK_CRITICAL = 2  # also: no store where the settings point
+CHECK_UNKNOWN = 3  # the store could not be read (unreachable, busy, not allowed)
+
+# The meanings of the codes above, the one table for them: the README's table of 120-125
+# (a test compares), the man pages' EXIT STATUS (tools/manpages.py) and JSON errors' "code".
+WAIT_EXIT_CODES: tuple[ExitCode, ...] = (
+    ExitCode(
+        EXIT_WAIT_TIMED_OUT,
+        "wait timed out",
+        "the wait timed out (`--wait-timeout`, `tasks wait --timeout`, `nodes drain "
+        "--timeout`); the task or node is left as it is",
+    ),
+    ExitCode(EXIT_TASK_TIMED_OUT, "task timed out", "the task timed out on its node"),
+    ExitCode(
+        EXIT_TASK_REJECTED, "task rejected", "the task was rejected by the node's sandbox policy"
+    ),
+    ExitCode(EXIT_TASK_CANCELLED, "task cancelled", "the task was cancelled"),
+    ExitCode(EXIT_TASK_EXPIRED, "task expired", "the task expired before any node took it"),
+    ExitCode(
+        EXIT_TASK_LOST,
+        "task lost",
+        "the task failed without an exit code (node lost or revoked), or the CLI's own error",
+    ),
+)
+CHECK_EXIT_CODES: tuple[ExitCode, ...] = (
+    ExitCode(CHECK_OK, "ok", "ok: no threshold reached"),
+    ExitCode(CHECK_WARNING, "warning", "warning: a --warn-* threshold reached"),
+    ExitCode(
+        CHECK_CRITICAL,
+        "critical",
+        "critical: a --crit-* threshold reached, fewer live hubs than --min-hubs, or no store",
+    ),
+    ExitCode(CHECK_UNKNOWN, "unknown", "unknown: the store could not be read"),
+)
+
+
+@dataclass(frozen=True)
+class CommandExits:
+    """Exit codes one command defines for itself, shown before the table in its man page."""
+
+    command: str  # "tasks wait": the command path without the program's name
+    preamble: str
+    codes: tuple[ExitCode, ...]
+    otherwise: str  # what the table below is for
+
+
+_OWN_CODE = (
+    "the task's own exit code when it ran to an exit (killed by signal N: 128+N), as ssh "
+    "and docker run do; a fan-out (-l) the highest of its tasks'; otherwise one of these "
+    "(the CLI's own errors during the wait are 125):"
+)
+COMMAND_EXITS: tuple[CommandExits, ...] = (
+    CommandExits(
+        "tasks submit",
+        f"With --wait: {_OWN_CODE}",
+        WAIT_EXIT_CODES,
+        "Without --wait, and for a bad option or target (even with --wait):",
+    ),
+    CommandExits(
+        "tasks wait",
+        _OWN_CODE[0].upper() + _OWN_CODE[1:],
+        WAIT_EXIT_CODES,
+        "A bad option (2) and Ctrl-C (130), as in the table:",
+    ),
+    CommandExits("nodes drain", "With --timeout:", WAIT_EXIT_CODES[:1], "Otherwise:"),
+    CommandExits(
+        "mesh status",
+        "With --check, one line and a code, as a nagios plugin:",
+        CHECK_EXIT_CODES,
+        "Without --check, and for a bad option:",
+    ),
+)
 
 
 def exit_name(code: int) -> str:
-    """The "code" of a JSON error on stderr: the table's name, never renamed."""
-    for entry in EXIT_CODES:
+    """The "code" of a JSON error on stderr: the table's name, never renamed (120-125:
+    the wait's own names, e.g. "wait_timed_out")."""
+    for entry in (*EXIT_CODES, *WAIT_EXIT_CODES):
         if entry.code == code:
             return entry.name.replace(" ", "_")
     return "failed" if code else "ok"

@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from cortexctl.errors import EXIT_CODES
+from cortexctl.errors import COMMAND_EXITS, EXIT_CODES
 
 PROG_NAME = "cortexctl"
 HELP_WIDTH = 80  # help is laid out by groff, but pin what click might measure
@@ -90,7 +90,7 @@ def _render(ctx: Any) -> str:
         f'.TH "{title}" "1" "" "{PROG_NAME}" "{PROG_NAME} Manual"\n' + text.rstrip("\n"),
         _commands_section(ctx),
         _examples_section(ctx, examples),
-        _exit_status_section(),
+        _exit_status_section(ctx),
         _environment_section() if ctx.parent is None else "",
         _files_section() if ctx.parent is None else "",
         _see_also_section(ctx),
@@ -154,11 +154,24 @@ def _example_block(example: str) -> list[str]:
     return [".PP", ".RS 4", ".nf", _roff(example), ".fi", ".RE"]
 
 
-def _exit_status_section() -> str:
+def _exit_status_section(ctx: Any) -> str:
+    """The one exit-code table; a command with codes of its own (cortexctl.errors
+    COMMAND_EXITS) lists those first, then the table for everything else."""
     lines = [".SH EXIT STATUS"]
-    for row in EXIT_CODES:
-        lines += [".TP", f".B {row.code}", _roff(row.meaning[0].upper() + row.meaning[1:] + ".")]
+    path = str(ctx.command_path).split(" ", 1)[-1]
+    for own in (entry for entry in COMMAND_EXITS if entry.command == path):
+        lines += [".PP", _roff(own.preamble)]
+        lines += _exit_rows(own.codes)
+        lines += [".PP", _roff(own.otherwise)]
+    lines += _exit_rows(EXIT_CODES)
     return "\n".join(lines)
+
+
+def _exit_rows(codes: Any) -> list[str]:
+    lines: list[str] = []
+    for row in codes:
+        lines += [".TP", f".B {row.code}", _roff(row.meaning[0].upper() + row.meaning[1:] + ".")]
+    return lines
 
 
 def _commands_section(ctx: Any) -> str:

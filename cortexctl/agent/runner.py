@@ -243,59 +243,7 @@ class Agent:
             await asyncio.wait(list(self._tasks), timeout=10.0)
 
     def membership_to_use(self, stored: Membership | None) -> Membership | None:
-        """The stored credential to rejoin with, or None to join with the invite token.
-
-        Never silently ignores --token, --name or --label because a credential is stored:
-        it refuses (or, for the environment's token, warns) and says what to do instead.
-        """
-        opts, where = self.opts, self.opts.state_dir
-        if opts.rejoin:
-            if not opts.token:
-                raise InvalidArgument(
-                    "--rejoin joins afresh and needs an invite: give --token-file FILE "
-                    "(or set CORTEX_INVITE_TOKEN)"
-                )
-            if stored is not None:
-                log.warning(
-                    "--rejoin: discarding the credential of node %s kept in %s; joining "
-                    "afresh with the invite",
-                    stored.label,
-                    where,
-                )
-            return None
-        if stored is None:
-            if not opts.token:
-                raise Unauthenticated(
-                    f"no credential in {where}: join first with --token-file FILE (or "
-                    "CORTEX_INVITE_TOKEN) holding a token from `cortexctl invites create`"
-                )
-            return None
-        holds = (
-            f"state dir {where} already holds the credential of node {stored.label} "
-            f"(hub {stored.hub})"
-        )
-        advice = (
-            "to start a second node, give it its own --state-dir; to replace this "
-            "credential (a revoked or unwanted node), add --rejoin"
-        )
-        if opts.token and opts.token_source != "env":
-            raise InvalidArgument(f"{holds}; an invite token is only for a first join: {advice}")
-        if opts.token:
-            log.warning("%s: CORTEX_INVITE_TOKEN is not used; %s", holds, advice)
-        if opts.name and opts.name != stored.node_name:
-            if stored.node_name:
-                raise InvalidArgument(
-                    f"{holds}, whose name is decided by the hub; --name {opts.name} "
-                    f"would be ignored: {advice} (or ask the operator to rename it)"
-                )
-            log.warning("%s: --name is used only on a first join; %s", holds, advice)
-        if opts.labels:
-            log.info(
-                "sending labels %s as node %s's self-reported labels",
-                ",".join(f"{k}={v}" for k, v in opts.labels.items()),
-                stored.label,
-            )
-        return stored
+        return membership_to_use(self.opts, stored)
 
     def _make_channel(self) -> grpc.aio.Channel:
         if self.opts.channel_factory is not None:
@@ -631,3 +579,58 @@ def outcome_to_pb(
         output_truncated=outcome.output_truncated or fitted.truncated,
         error=fitted.error,
     )
+
+
+def membership_to_use(opts: AgentOptions, stored: Membership | None) -> Membership | None:
+    """The stored credential to rejoin with, or None to join with the invite token.
+
+    Never silently ignores --token, --name or --label because a credential is stored:
+    it refuses (or, for the environment's token, warns) and says what to do instead.
+    """
+    where = opts.state_dir
+    if opts.rejoin:
+        if not opts.token:
+            raise InvalidArgument(
+                "--rejoin joins afresh and needs an invite: give --token-file FILE "
+                "(or set CORTEX_INVITE_TOKEN)"
+            )
+        if stored is not None:
+            log.warning(
+                "--rejoin: discarding the credential of node %s kept in %s; joining "
+                "afresh with the invite",
+                stored.label,
+                where,
+            )
+        return None
+    if stored is None:
+        if not opts.token:
+            raise Unauthenticated(
+                f"no credential in {where}: join first with --token-file FILE (or "
+                "CORTEX_INVITE_TOKEN) holding a token from `cortexctl invites create`"
+            )
+        return None
+    holds = (
+        f"state dir {where} already holds the credential of node {stored.label} (hub {stored.hub})"
+    )
+    advice = (
+        "to start a second node, give it its own --state-dir; to replace this "
+        "credential (a revoked or unwanted node), add --rejoin"
+    )
+    if opts.token and opts.token_source != "env":
+        raise InvalidArgument(f"{holds}; an invite token is only for a first join: {advice}")
+    if opts.token:
+        log.warning("%s: CORTEX_INVITE_TOKEN is not used; %s", holds, advice)
+    if opts.name and opts.name != stored.node_name:
+        if stored.node_name:
+            raise InvalidArgument(
+                f"{holds}, whose name is decided by the hub; --name {opts.name} "
+                f"would be ignored: {advice} (or ask the operator to rename it)"
+            )
+        log.warning("%s: --name is used only on a first join; %s", holds, advice)
+    if opts.labels:
+        log.info(
+            "sending labels %s as node %s's self-reported labels",
+            ",".join(f"{k}={v}" for k, v in opts.labels.items()),
+            stored.label,
+        )
+    return stored

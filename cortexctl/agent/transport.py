@@ -75,6 +75,17 @@ class Transport:
 
         for one in parse_hubs(hub):
             self._check_one(one)
+        self.check_files()
+
+    def check_files(self) -> None:
+        """Load the TLS files as the handshake will, so a bad one is named at start (gRPC
+        would report it later as a handshake the hub refused)."""
+        from cortexctl.tlsfiles import check_ca, check_key_pair
+
+        if self.ca_cert is not None:
+            check_ca("--ca-cert", self.ca_cert)
+        if self.cert is not None and self.key is not None:
+            check_key_pair("--cert", self.cert, "--key", self.key, server=False)
 
     def _check_one(self, hub: str) -> None:
         host, _ = split_address(hub)

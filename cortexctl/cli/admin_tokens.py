@@ -8,8 +8,8 @@ from typing import Annotated
 import typer
 
 from cortexctl.cli import render
-from cortexctl.cli.context import cli_context
-from cortexctl.cli.options import duration
+from cortexctl.cli.context import NotRemote, cli_context
+from cortexctl.cli.options import DryRunOpt, duration
 
 app = typer.Typer(
     help="Create, list and revoke admin API tokens (roles: viewer, operator, admin).",
@@ -102,7 +102,11 @@ def list_(
 @app.command("revoke")
 def revoke(
     ctx: typer.Context,
-    refs: Annotated[list[str], typer.Argument(metavar="TOKEN...", help="Token ids or names.")],
+    refs: Annotated[
+        list[str],
+        typer.Argument(metavar="TOKEN...", help="Token ids, names or unique id prefixes."),
+    ],
+    dry_run: DryRunOpt = False,
 ) -> None:
     """Revoke admin tokens; the hub refuses them from the next call on.
 
@@ -110,16 +114,19 @@ def revoke(
     """
     obj = cli_context(ctx)
     if (remote := obj.remote()) is not None:
+        if dry_run:
+            raise NotRemote(
+                "`admin-tokens revoke --dry-run` is not available through a remote context "
+                "yet; use `admin-tokens list` to see the tokens"
+            )
         views = [remote.admin_tokens_revoke(ref) for ref in refs]  # one call each, in order
     else:
         from cortexctl.core import admin_tokens, audit
 
         actor = audit.local_actor()
-        with obj.store().session(write=True) as session:
-            views = [admin_tokens.revoke_admin_token(session, actor, ref) for ref in refs]
-
-    def human() -> None:
-        for v in views:
-            render.message(f"revoked admin token {v.id} ({v.name})")
-
-    render.emit(views, human=human)
+        with obj.store().session(write=not dry_run) as session:
+            views = [
+                admin_tokens.revoke_admin_token(session, actor, ref, dry_run=dry_run)
+                for ref in refs
+            ]
+    render.emit_revoked(views, dry_run, lambda v: f"admin token {v.id} ({v.name})")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -12,6 +12,9 @@ from cortexctl.cli import render
 from cortexctl.cli.context import cli_context
 from cortexctl.cli.options import env_help, parse_labels
 from cortexctl.errors import CortexError, InvalidArgument
+
+if TYPE_CHECKING:
+    from cortexctl.agent.runner import AgentOptions
 
 app = typer.Typer()
 
@@ -174,6 +177,14 @@ def agent(
         str, typer.Option(metavar="LEVEL", help="debug, info, warning, error.")
     ] = "info",
     log_format: Annotated[str, typer.Option(metavar="FORMAT", help="auto, text or json.")] = "auto",
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run",
+            help="Check the options, TLS files, state dir, credential or invite and "
+            "isolation, print what the agent would do, and exit without connecting.",
+        ),
+    ] = False,
 ) -> None:
     """Run a node agent: join the hub, keep the stream open, run tasks under its sandbox.
 
@@ -234,7 +245,50 @@ def agent(
         sync_interval_s=interval_s,
         transport=transport,
     )
+    if dry_run:
+        _print_plan(options)
+        return
     asyncio.run(Agent(options).run())
+
+
+def _print_plan(options: AgentOptions) -> None:
+    """`agent --dry-run`: what the agent would do, decided as a run decides it."""
+    from cortexctl.agent.runner import membership_to_use
+    from cortexctl.agent.state import check_state_dir, load_membership
+
+    check_state_dir(options.state_dir, create=False)
+    kept = load_membership(options.state_dir) if options.state_dir.exists() else None
+    use = membership_to_use(options, kept)
+    transport = options.transport
+    plan = {
+        "hub": options.hub,
+        "workspace": str(options.workspace),
+        "state_dir": str(options.state_dir),
+        "join": "rejoin" if use is not None else "invite",
+        "node_id": use.node_id if use is not None else None,
+        "node_name": (use.node_name if use is not None else options.name) or None,
+        "token_source": options.token_source if use is None else "",
+        "tls": transport.ca_cert is not None,
+        "mutual_tls": transport.cert is not None,
+        "isolation": options.isolation.level,
+        "sync": options.sync,
+        "dry_run": True,
+    }
+
+    def human() -> None:
+        how = (
+            f"rejoin as node {use.label} with the credential kept in {options.state_dir}"
+            if use is not None
+            else f"join with the invite from {options.token_source or '?'}"
+        )
+        security = "mTLS" if plan["mutual_tls"] else "TLS" if plan["tls"] else "plaintext"
+        render.message(
+            f"would connect to {options.hub} ({security}) and {how}; tasks run in "
+            f"{options.workspace} (isolation {plan['isolation']})"
+        )
+        render.note("dry run: nothing connected or changed")
+
+    render.emit(plan, human=human)
 
 
 @app.command("sync")

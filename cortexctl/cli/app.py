@@ -8,8 +8,10 @@ stderr (a JSON object with a machine output format).
 
 from __future__ import annotations
 
+import functools
 import importlib
 import os
+import re
 import sys
 from collections.abc import Iterator, MutableMapping, Sequence
 from dataclasses import dataclass
@@ -326,6 +328,14 @@ def polish_tree(root: Any) -> None:
             stack.append(sub)
 
 
+def _usage_word(param: Any) -> str:
+    """An argument in a usage line as a word: ``NODE``, ``[NODE]``, ``ID...``, ``[PATH...]``."""
+    word = re.sub(r"[\[\]{}]|\.\.\.", "", param.metavar or param.name.upper())
+    if param.nargs != 1:
+        word += "..."
+    return word if param.required else f"[{word}]"
+
+
 def _no_type(ctx: Any = None) -> None:
     return None
 
@@ -336,6 +346,8 @@ def _word_metavar(param: Any) -> None:
             param.metavar = param.name.upper()
         # typer prints "NODE <str>" for an argument even with a metavar.
         param.display_type_rich = _no_type
+        # ... and "{NODE}", "[[PATH]...]..." or "{TOKEN...}..." in usage lines.
+        param._usage_display_name = functools.partial(_usage_word, param)
     elif param.param_type_name == "option" and param.metavar is None and not param.is_flag:
         desc = getattr(param, "type_descriptor", None)
         choices = getattr(desc, "choices", None) if getattr(desc, "is_choice", False) else None
@@ -472,4 +484,8 @@ def root(
 
 
 def main() -> None:
+    # gRPC core logs every failed TLS handshake (`I1202 … ssl_transport_security.cc …`)
+    # before the one-line hint says what to do; its errors still show. Set before grpc
+    # is imported (no command imports it before this); GRPC_VERBOSITY=INFO brings it back.
+    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
     sys.exit(app(prog_name="cortexctl"))

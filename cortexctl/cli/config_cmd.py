@@ -34,7 +34,8 @@ KeyArg = Annotated[
 
 @app.command("path")
 def path(ctx: typer.Context) -> None:
-    """Print the config file in effect (or the one `set` would create) and the search order.
+    """Print your config file (the one `set` writes, maybe not yet there) and every file
+    read: yours, then the system file /etc/cortexctl/config.toml, merged below it key by key.
 
     The path goes to stdout and the search order to stderr, so $(cortexctl config path) works.
 
@@ -54,12 +55,14 @@ def path(ctx: typer.Context) -> None:
     def human() -> None:
         render.message(str(target))
         if explicit:
-            render.note("chosen by --config or CORTEX_CONFIG; no other file is read")
-        else:
-            render.note("search order (the first file that exists is read):")
-            for number, candidate in enumerate(searched, 1):
-                state = "exists" if candidate.is_file() else "missing"
-                render.note(f"  {number}. {candidate} ({state})")
+            render.note("chosen by --config or CORTEX_CONFIG, instead of your own file")
+        render.note(
+            "files read, each above the next, merged key by key (flags and CORTEX_* "
+            "variables above them all):"
+        )
+        for number, candidate in enumerate(searched, 1):
+            state = "exists" if candidate.is_file() else "missing"
+            render.note(f"  {number}. {candidate} ({state})")
         if not target.is_file():
             render.note("it does not exist yet: `cortexctl config init` or `config set` create it")
 

@@ -3,12 +3,14 @@ hub's admin API when a remote context is in use (``remote``)."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
 
-from cortexctl.errors import InvalidArgument, StoreMissing
+from cortexctl.errors import InvalidArgument, StoreMissing, Unavailable
 
 if TYPE_CHECKING:
     from cortexctl.cli.remote import Remote
@@ -89,7 +91,7 @@ class CliContext:
                 )
             settings = self.settings
             path = settings.store_path
-            if not create and path is not None and not path.is_file():
+            if not create and path is not None and not _is_file(path):
                 raise StoreMissing(f"no store at {path} — {NO_STORE_HINT}")
             from cortexctl.core.permissions import hub_modes
             from cortexctl.store import engine
@@ -137,6 +139,32 @@ class CliContext:
         if self._store is not None:
             self._store.dispose()
             self._store = None
+
+
+def _is_file(path: Path) -> bool:
+    """``path.is_file()``, or Unavailable (exit 4) naming the folder this user may not read:
+    on the systemd layout the data dir is the hub's, shared only through ``store.group``."""
+    try:
+        return path.is_file()
+    except PermissionError:
+        folder = next((p for p in reversed(path.parents) if not os.access(p, os.X_OK)), path)
+        raise Unavailable(
+            f"cannot read the store at {path}: permission denied on {folder}{_owner(folder)}"
+            " — join the hub's group (store.group in /etc/cortexctl/config.toml, e.g. "
+            "`usermod -aG cortex $USER`, then log in again) or run as the hub's user"
+        ) from None
+
+
+def _owner(path: Path) -> str:
+    import grp
+    import pwd
+
+    try:
+        stat = path.stat()
+        owner, group = pwd.getpwuid(stat.st_uid).pw_name, grp.getgrgid(stat.st_gid).gr_name
+    except (OSError, KeyError):
+        return ""
+    return f" (owner {owner}, group {group})"
 
 
 def cli_context(ctx: typer.Context) -> CliContext:

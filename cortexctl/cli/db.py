@@ -84,6 +84,6 @@ def backup(
     render.emit(
         result,
         human=lambda: render.message(
-            f"backed up {result.source} to {result.path} ({result.bytes} bytes)"
+            f"backed up {result.store_path} to {result.path} ({result.size_bytes} bytes)"
         ),
     )

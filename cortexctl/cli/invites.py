@@ -7,8 +7,8 @@ from typing import Annotated
 import typer
 
 from cortexctl.cli import render
-from cortexctl.cli.context import cli_context
-from cortexctl.cli.options import duration, parse_labels
+from cortexctl.cli.context import NotRemote, cli_context
+from cortexctl.cli.options import DryRunOpt, duration, parse_labels
 
 app = typer.Typer(help="Create, list and revoke invites that let nodes join.", no_args_is_help=True)
 
@@ -159,7 +159,10 @@ def list_(
 @app.command("revoke")
 def revoke(
     ctx: typer.Context,
-    invite_ids: Annotated[list[str], typer.Argument(metavar="ID...", help="Invite ids.")],
+    invite_ids: Annotated[
+        list[str], typer.Argument(metavar="ID...", help="Invite ids (a unique prefix will do).")
+    ],
+    dry_run: DryRunOpt = False,
 ) -> None:
     """Revoke invites so no more nodes can join with them.
 
@@ -167,16 +170,18 @@ def revoke(
     """
     obj = cli_context(ctx)
     if (remote := obj.remote()) is not None:
+        if dry_run:
+            raise NotRemote(
+                "`invites revoke --dry-run` is not available through a remote "
+                "context yet; use `invites list --all` to see the invites"
+            )
         views = [remote.invites_revoke(invite_id) for invite_id in invite_ids]
     else:
         from cortexctl.core import audit, operations
 
         actor = audit.local_actor()
-        with obj.store().session(write=True) as session:
-            views = [operations.revoke_invite(session, actor, ref) for ref in invite_ids]
-
-    def human() -> None:
-        for v in views:
-            render.message(f"revoked invite {v.id}")
-
-    render.emit(views, human=human)
+        with obj.store().session(write=not dry_run) as session:
+            views = [
+                operations.revoke_invite(session, actor, ref, dry_run=dry_run) for ref in invite_ids
+            ]
+    render.emit_revoked(views, dry_run, lambda v: f"invite {v.id}")

@@ -14,8 +14,10 @@ from cortexctl.cli.options import duration
 from cortexctl.errors import InvalidArgument
 
 if TYPE_CHECKING:
+    from cortexctl.cli.context import CliContext
+    from cortexctl.core.health import CheckThresholds
     from cortexctl.core.sandbox import SandboxDefaults
-    from cortexctl.core.views import MeshSnapshot
+    from cortexctl.core.views import HealthCheck, MeshSnapshot
     from cortexctl.store.engine import Store
 
 app = typer.Typer(
@@ -49,7 +51,8 @@ def status(
         bool,
         typer.Option(
             "--check",
-            help="Monitoring check: one summary line, exit 0 ok, 1 warning, 2 critical.",
+            help="Monitoring check: one summary line, exit 0 ok, 1 warning, 2 critical "
+            "(also: no store), 3 unknown (the store cannot be read).",
         ),
     ] = False,
     warn_offline: Annotated[
@@ -76,7 +79,8 @@ def status(
     and uploads, with a summary line.
 
     --check is for monitoring (nagios, cron): it prints one line and exits 0 ok, 1 warning,
-    2 critical; the one exception to the exit-code table besides `tasks ... --wait`.
+    2 critical (also when there is no store), 3 unknown (the store cannot be read); the one
+    exception to the exit-code table besides `tasks ... --wait`.
 
     Example: cortexctl mesh status --follow
     Example: cortexctl mesh status --check --crit-offline 3
@@ -102,12 +106,9 @@ def status(
             ]
             result = health.judge(snap, dead, thresholds)
         else:
-            from cortexctl.core import status as core_status
-
-            with obj.store().session() as session:
-                result = core_status.health_check(session, obj.sandbox_defaults, thresholds)
-        render.emit(result, human=lambda: render.message(result.summary))
-        raise typer.Exit(result.status)
+            result = _check_store(obj, thresholds)
+        render.emit(result, human=lambda: render.message(result.line))
+        raise typer.Exit(result.exit_code)
 
     if follow and (render.machine() or watch_events):
         raise InvalidArgument("--follow is a live view for people; use --watch-events for scripts")
@@ -166,3 +167,21 @@ def watch(events: Iterator[Any]) -> None:
             render.print_jsonl(event)
     except KeyboardInterrupt:
         pass
+
+
+def _check_store(obj: CliContext, thresholds: CheckThresholds) -> HealthCheck:
+    """`--check` judged from the store; no store, or one that cannot be read, is still a
+    status line (CRITICAL, UNKNOWN)."""
+    from cortexctl.core import health
+    from cortexctl.core import status as core_status
+    from cortexctl.errors import StoreMissing, Unavailable
+    from cortexctl.store.engine import store_error
+
+    try:
+        with obj.store().session() as session:
+            return core_status.health_check(session, obj.sandbox_defaults, thresholds)
+    except Exception as err:
+        mapped = err if isinstance(err, Unavailable) else store_error(err, obj.store_url)
+        if not isinstance(mapped, Unavailable):
+            raise
+        return health.check_without_store(str(mapped), missing=isinstance(mapped, StoreMissing))

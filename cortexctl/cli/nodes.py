@@ -8,7 +8,7 @@ import typer
 
 from cortexctl.cli import render
 from cortexctl.cli.completion import complete_node
-from cortexctl.cli.context import cli_context
+from cortexctl.cli.context import NotRemote, cli_context
 from cortexctl.cli.options import (
     DryRunOpt,
     SelectorOpt,
@@ -169,6 +169,7 @@ def quota(
             "--clear", help="Go back to the hub default (sync.quota_bytes, sync.quota_files)."
         ),
     ] = False,
+    dry_run: DryRunOpt = False,
 ) -> None:
     """Set a node's mirror quota; an upload past it is refused (RESOURCE_EXHAUSTED).
 
@@ -182,6 +183,11 @@ def quota(
     size = None if bytes_ is None else parse_bytes(bytes_, what="--bytes")
     obj = cli_context(ctx)
     if (remote := obj.remote()) is not None:
+        if dry_run:
+            raise NotRemote(
+                "`nodes quota --dry-run` is not available through a remote context yet; "
+                "use `nodes show NODE` to see the quota and what the node holds"
+            )
         given = {"quota_bytes": size, "quota_files": files}
         usage = remote.nodes_quota(
             node=node,
@@ -191,7 +197,7 @@ def quota(
     else:
         from cortexctl.core import audit, operations
 
-        with obj.store().session(write=True) as session:
+        with obj.store().session(write=not dry_run) as session:
             usage = operations.set_quota(
                 session,
                 audit.local_actor(),
@@ -200,14 +206,19 @@ def quota(
                 quota_files=files,
                 clear=clear,
                 defaults=obj.quota_defaults,
+                dry_run=dry_run,
             )
-    render.emit(
-        usage,
-        human=lambda: render.message(
+
+    def human() -> None:
+        render.message(
             f"node {usage.node_name} ({usage.node_id}): mirror quota "
-            f"{render.mirror_quota(usage)}; holds {render.mirror_usage(usage)}"
-        ),
-    )
+            f"{'would be ' if dry_run else ''}{render.mirror_quota(usage)}; "
+            f"holds {render.mirror_usage(usage)}"
+        )
+        if dry_run:
+            render.note("dry run: nothing changed")
+
+    render.emit(render.to_jsonable(usage) | {"dry_run": dry_run}, human=human)
 
 
 @app.command("sandbox")
@@ -633,21 +644,28 @@ def drain(
     node: NodeArg,
     timeout: Annotated[
         str | None,
-        typer.Option(metavar="DURATION", help="Give up waiting after this long (exit 4)."),
+        typer.Option(metavar="DURATION", help="Give up waiting after this long (exit 120)."),
     ] = None,
+    dry_run: DryRunOpt = False,
 ) -> None:
     """Cordon a node, then wait until its running tasks have ended.
 
-    Exits 0 once none is left; 4 if --timeout passes first (the node stays cordoned).
+    Exits 0 once none is left; 120 if --timeout passes first (the node stays cordoned),
+    as `tasks wait --timeout` does.
 
     Example: cortexctl nodes drain build-01 --timeout 10m && cortexctl nodes revoke build-01
     """
     from cortexctl.core.views import NodeCordon
-    from cortexctl.errors import Unavailable
+    from cortexctl.errors import EXIT_WAIT_TIMED_OUT, WaitEnded
 
     timeout_s = duration(timeout, "--timeout")
     obj = cli_context(ctx)
     if (remote := obj.remote()) is not None:
+        if dry_run:
+            raise NotRemote(
+                "`nodes drain --dry-run` is not available through a remote context yet; "
+                "use `nodes show NODE` to see what it runs"
+            )
         with render.spinner(f"draining node {node}", True):
             target, left, running = remote.nodes_drain(node, timeout_s)
         node_id, name = target.id, target.name
@@ -656,18 +674,33 @@ def drain(
         from cortexctl.core.clock import Deadline
 
         store = obj.store()
-        with store.session(write=True) as session:
-            target = operations.set_cordon(session, audit.local_actor(), node, True)
+        with store.session(write=not dry_run) as session:
+            target = operations.set_cordon(
+                session, audit.local_actor(), node, True, dry_run=dry_run
+            )
             node_id, name = target.id, target.name
+            planned = nodes.in_flight_tasks(session, node_id) if dry_run else []
+        if dry_run:
+
+            def plan() -> None:
+                render.message(
+                    f"would cordon node {name} ({node_id}) and wait for {len(planned)} "
+                    f"running task(s){': ' + render.names(planned) if planned else ''}"
+                )
+                render.note("dry run: nothing changed")
+
+            render.emit(target, human=plan)
+            return
         deadline = None if timeout_s is None else Deadline.after(timeout_s)
         with render.spinner(f"draining node {name}", True):
             left = nodes.wait_drained(store.session, node_id, deadline=deadline)
         running = len(left)
     if left:
-        raise Unavailable(
+        raise WaitEnded(
             f"node {name} still runs {running} task(s) ({', '.join(left[:5])}) "
             f"after {timeout_s:g}s; it stays cordoned. Wait again, or cancel them "
-            "with `cortexctl tasks cancel TASK`"
+            "with `cortexctl tasks cancel TASK`",
+            EXIT_WAIT_TIMED_OUT,
         )
     result = NodeCordon(node_id, name, True, False)
     render.emit(

@@ -268,19 +268,32 @@ def build_table(
     rows: Iterable[Sequence[Any]],
     title: str = "",
     width: int | None = None,
+    *,
+    whole: bool = False,
 ) -> Any:
     """A table for people. When it is wider than ``width``, the other columns are cut to
-    fit, widest first, each ending in an ellipsis ("…"); ids, names and states stay whole."""
+    fit, widest first, each ending in an ellipsis ("…"); ids, names and states stay whole.
+
+    With ``whole`` the table keeps the width of its columns (as cut to ``width``, if any)
+    whatever the console's: rich cuts nothing more (print it with ``crop=False``)."""
+    from rich.cells import cell_len
     from rich.table import Table
 
     cells = [
         [inert("-" if cell is None or cell == "" else str(cell)) for cell in row] for row in rows
     ]
     natural = [
-        max([len(column), *(len(row[i]) for row in cells)]) for i, column in enumerate(columns)
+        max([cell_len(column), *(cell_len(row[i]) for row in cells)])
+        for i, column in enumerate(columns)
     ]
     limits = _fit(natural, [c in WHOLE_COLUMNS for c in columns], width)
-    table = Table(title=title or None, box=None, header_style="bold", pad_edge=False)
+    table = Table(
+        title=title or None,
+        box=None,
+        header_style="bold",
+        pad_edge=False,
+        width=sum(limits) + 2 * (len(limits) - 1) if whole else None,
+    )
     for index, column in enumerate(columns):
         table.add_column(
             column,
@@ -325,14 +338,29 @@ def print_table(
         message(empty)
         return
     console = _console()
+    # -o wide never cuts; a table whose whole columns alone are wider than the terminal
+    # runs past it (the terminal wraps) rather than losing its last columns.
     width = None if wide() else console.width
-    console.print(build_table(columns, rows, width=width))
+    console.print(build_table(columns, rows, width=width, whole=True), crop=False)
 
 
 def dry_run_table(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
     """What a --dry-run would change, then a note that nothing did."""
     print_table(columns, rows, empty="nothing would change")
     note("dry run: nothing changed")
+
+
+def emit_revoked(views: Sequence[Any], dry_run: bool, label: Callable[[Any], str]) -> None:
+    """`invites revoke`, `admin-tokens revoke`: each view (as it is, or would be, with
+    ``dry_run``) with a ``dry_run`` key; for people, one line each naming ``label(view)``."""
+
+    def human() -> None:
+        for v in views:
+            message(f"{'would revoke' if dry_run else 'revoked'} {label(v)}")
+        if dry_run:
+            note("dry run: nothing changed")
+
+    emit([to_jsonable(v) | {"dry_run": dry_run} for v in views], human=human)
 
 
 def names(items: Sequence[str], limit: int = 5) -> str:
@@ -506,11 +534,15 @@ def _node_rows(snap: Any, styled: bool) -> list[list[Any]]:
 
 
 def summary_line(snap: Any) -> str:
-    s = snap.summary
+    from cortexctl.core.status import SUMMARY_LEGACY_KEYS
+
+    # A hub one release older (remote context) sends only the old names.
+    s = {new: snap.summary.get(old, 0) for old, new in SUMMARY_LEGACY_KEYS.items()}
+    s |= snap.summary
     return (
-        f"{s['nodes']} node(s): {s['online']} online, {s['stale']} stale, "
-        f"{s['offline']} offline, {s['revoked']} revoked · {s['hubs']} hub(s) · "
-        f"tasks {s['tasks_running']} running, {s['tasks_pending']} pending · "
+        f"{s['node_count']} node(s): {s['online_count']} online, {s['stale_count']} stale, "
+        f"{s['offline_count']} offline, {s['revoked_count']} revoked · {s['hub_count']} hub(s) · "
+        f"tasks {s['running_tasks']} running, {s['pending_tasks']} pending · "
         f"{s['uploads_in_flight']} upload(s) in flight"
     )
 

@@ -212,7 +212,9 @@ def submit(
     timeout: Annotated[
         str | None,
         typer.Option(
-            metavar="DURATION", help="Runtime limit on the node (capped by the node's policy)."
+            metavar="DURATION",
+            help="Runtime limit on the node (capped by the node's policy); the task ends "
+            "TIMED_OUT (exit 121 with --wait). To bound the wait, see --wait-timeout.",
         ),
     ] = None,
     expire_after: Annotated[
@@ -238,7 +240,9 @@ def submit(
     wait_timeout: Annotated[
         str | None,
         typer.Option(
-            metavar="DURATION", help="With --wait: give up waiting after this long (exit 120)."
+            metavar="DURATION",
+            help="With --wait: give up waiting after this long (exit 120; the task is left "
+            "as it is), as `tasks wait --timeout` does.",
         ),
     ] = None,
     request_id: Annotated[

@@ -3,6 +3,7 @@ hashed, expiring, revocable — the same hygiene as invites."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -11,11 +12,14 @@ from sqlalchemy.orm import Session
 
 from cortexctl.core import audit, clock
 from cortexctl.core.audit import ADMIN_TOKEN_PREFIX, Actor
+from cortexctl.core.refs import unique_match
 from cortexctl.core.roles import check_role
 from cortexctl.core.secrets import mint, new_id, secret_matches, split_token, token_state
 from cortexctl.core.views import AdminTokenView as AdminTokenView
 from cortexctl.errors import Conflict, InvalidArgument, NotFound, Unauthenticated
 from cortexctl.store.models import AdminToken
+
+ADMIN_TOKEN_ID_PREFIX = "adm_"
 
 
 @dataclass(frozen=True)
@@ -54,7 +58,7 @@ def create_admin_token(
     if session.scalar(select(AdminToken.id).where(AdminToken.name == name)) is not None:
         raise Conflict(f"an admin token named {name!r} exists; pick another --name")
     now = clock.now()
-    token_id = new_id("adm_")
+    token_id = new_id(ADMIN_TOKEN_ID_PREFIX)
     minted = mint(ADMIN_TOKEN_PREFIX, token_id)
     row = AdminToken(
         id=token_id,
@@ -86,12 +90,21 @@ def resolve_admin_token(session: Session, ref: str) -> AdminToken:
         select(AdminToken).where(or_(AdminToken.id == ref, AdminToken.name == ref))
     )
     if row is None:
+        match = unique_match(session, AdminToken.id, ADMIN_TOKEN_ID_PREFIX, ref, "admin token")
+        row = session.get(AdminToken, match) if match else None
+    if row is None:
         raise NotFound(f"no admin token {ref!r}; see `cortexctl admin-tokens list --all`")
     return row
 
 
-def revoke_admin_token(session: Session, actor: Actor, ref: str) -> AdminTokenView:
+def revoke_admin_token(
+    session: Session, actor: Actor, ref: str, *, dry_run: bool = False
+) -> AdminTokenView:
+    """Revoke the token (by id, name or unique id prefix); with ``dry_run`` only what it
+    would be, nothing changed or audited."""
     row = resolve_admin_token(session, ref)
+    if dry_run:
+        return dataclasses.replace(view(row), revoked=True, state="revoked")
     if row.revoked_at is None:
         row.revoked_at = clock.now()
         audit.record(session, actor, "admin_tokens.revoke", row.id, detail={"name": row.name})

@@ -12,6 +12,7 @@ import os
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 from sqlalchemy.engine import make_url
 
@@ -23,8 +24,10 @@ PAGES_PER_STEP = 1024  # copy in steps, so a writer is never locked out for the 
 @dataclass(frozen=True)
 class Backup:
     path: str
-    bytes: int
-    source: str
+    size_bytes: int
+    store_path: str  # the SQLite file backed up
+
+    legacy_keys: ClassVar[dict[str, str]] = {"bytes": "size_bytes", "source": "store_path"}
 
 
 def pg_dump_hint(url: str) -> str:

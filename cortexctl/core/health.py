@@ -7,9 +7,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from cortexctl.core.views import HealthCheck, MeshSnapshot
-from cortexctl.errors import CHECK_CRITICAL, CHECK_OK, CHECK_WARNING
+from cortexctl.errors import CHECK_CRITICAL, CHECK_OK, CHECK_UNKNOWN, CHECK_WARNING
 
-CHECK_LABELS = {CHECK_OK: "OK", CHECK_WARNING: "WARNING", CHECK_CRITICAL: "CRITICAL"}
+CHECK_LABELS = {
+    CHECK_OK: "OK",
+    CHECK_WARNING: "WARNING",
+    CHECK_CRITICAL: "CRITICAL",
+    CHECK_UNKNOWN: "UNKNOWN",
+}
 
 
 @dataclass(frozen=True)
@@ -55,24 +60,40 @@ def judge(snap: MeshSnapshot, dead_hubs: Sequence[str], thresholds: CheckThresho
     status = max((level for level, _ in problems), default=CHECK_OK)
     s = snap.summary
     counts = (
-        f"{s['online']}/{s['nodes'] - s['revoked']} nodes online, {len(snap.hubs)} hub(s), "
-        f"{s['tasks_running']} running, {s['tasks_pending']} pending"
+        f"{s['online_count']}/{s['node_count'] - s['revoked_count']} nodes online, "
+        f"{len(snap.hubs)} hub(s), {s['running_tasks']} running, {s['pending_tasks']} pending"
     )
     details = "; ".join(text for _, text in sorted(problems, key=lambda p: -p[0]))
     perf = (
-        f"online={s['online']} offline={len(down)} failed_jobs={len(failed)} "
+        f"online={s['online_count']} offline={len(down)} failed_jobs={len(failed)} "
         f"dead_hubs={len(dead)} hubs={len(snap.hubs)}"
     )
     summary = f"CORTEX {CHECK_LABELS[status]} - {details or counts}" + (
         f" ({counts})" if details else ""
     )
     return HealthCheck(
-        status=status,
+        exit_code=status,
         label=CHECK_LABELS[status],
-        summary=f"{summary} | {perf}",
+        line=f"{summary} | {perf}",
         problems=[text for _, text in problems],
         offline_nodes=down,
         failed_jobs=failed,
         dead_hubs=dead,
         live_hubs=len(snap.hubs),
+    )
+
+
+def check_without_store(reason: str, *, missing: bool) -> HealthCheck:
+    """The check's line when there is nothing to judge: no store where the settings point
+    is CRITICAL (the mesh has no hub state at all), a store that cannot be read UNKNOWN."""
+    status = CHECK_CRITICAL if missing else CHECK_UNKNOWN
+    return HealthCheck(
+        exit_code=status,
+        label=CHECK_LABELS[status],
+        line=f"CORTEX {CHECK_LABELS[status]} - {reason}",
+        problems=[reason],
+        offline_nodes=[],
+        failed_jobs=[],
+        dead_hubs=[],
+        live_hubs=0,
     )

@@ -3,6 +3,7 @@ revocation and an optional sandbox mode for the nodes that join with it."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -11,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from cortexctl.core import clock
 from cortexctl.core.names import check_name, name_taken
+from cortexctl.core.refs import unique_match
 from cortexctl.core.sandbox import check_mode
 from cortexctl.core.secrets import (
     INVITE_PREFIX,
@@ -94,7 +96,7 @@ def create_invite(
     if sandbox is not None:
         check_mode(sandbox)
     now = clock.now()
-    invite_id = new_id("inv_")
+    invite_id = new_id(INVITE_ID_PREFIX)
     minted = mint(INVITE_PREFIX, invite_id)
     invite = Invite(
         id=invite_id,
@@ -122,15 +124,25 @@ def list_invites(session: Session, *, include_inactive: bool = False) -> list[In
     return views if include_inactive else [v for v in views if v.state == "active"]
 
 
+INVITE_ID_PREFIX = "inv_"
+
+
 def get_invite(session: Session, invite_id: str) -> Invite:
+    """An invite by id or by a unique prefix of its id (``inv_`` may be left out)."""
     invite = session.get(Invite, invite_id)
+    if invite is None:
+        match = unique_match(session, Invite.id, INVITE_ID_PREFIX, invite_id, "invite")
+        invite = session.get(Invite, match) if match else None
     if invite is None:
         raise NotFound(f"no invite {invite_id!r}; see `cortexctl invites list --all`")
     return invite
 
 
-def revoke_invite(session: Session, invite_id: str) -> InviteView:
+def revoke_invite(session: Session, invite_id: str, *, dry_run: bool = False) -> InviteView:
+    """Revoke the invite; with ``dry_run`` only what it would be, nothing changed."""
     invite = get_invite(session, invite_id)
+    if dry_run:
+        return dataclasses.replace(view(invite), revoked=True, state="revoked")
     if invite.revoked_at is None:
         invite.revoked_at = clock.now()
     return view(invite)

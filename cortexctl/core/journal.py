@@ -27,7 +27,7 @@ from cortexctl.core import changes, clock, hubs
 from cortexctl.core.clock import Deadline, Pause, fixed_interval, poll_until
 from cortexctl.core.hubs import Member
 from cortexctl.core.live_output import STDERR, STDOUT, Append
-from cortexctl.core.refs import AmbiguousRef, prefix_matches
+from cortexctl.core.refs import unique_match
 from cortexctl.core.sandbox import (
     SandboxDefaults,
     effective_policy,
@@ -207,12 +207,8 @@ def find_task(session: Session, ref: str) -> Task:
     task = session.get(Task, ref)
     if task is not None:
         return task
-    matches = prefix_matches(session, Task.id, TASK_ID_PREFIX, ref)
-    if len(matches) > 1:
-        raise AmbiguousRef(
-            f"{ref!r} matches {len(matches)} tasks: {', '.join(matches[:10])}; give more of the id"
-        )
-    task = session.get(Task, matches[0]) if matches else None
+    match = unique_match(session, Task.id, TASK_ID_PREFIX, ref, "task")
+    task = session.get(Task, match) if match else None
     if task is None:
         raise NotFound(f"no task {ref!r}; see `cortexctl tasks list`")
     return task

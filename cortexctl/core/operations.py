@@ -69,9 +69,12 @@ def create_invite(
     return created
 
 
-def revoke_invite(session: Session, actor: Actor, invite_id: str) -> invites.InviteView:
-    revoked = invites.revoke_invite(session, invite_id)
-    audit.record(session, actor, "invites.revoke", revoked.id)
+def revoke_invite(
+    session: Session, actor: Actor, invite_id: str, *, dry_run: bool = False
+) -> invites.InviteView:
+    revoked = invites.revoke_invite(session, invite_id, dry_run=dry_run)
+    if not dry_run:
+        audit.record(session, actor, "invites.revoke", revoked.id)
     return revoked
 
 
@@ -246,6 +249,7 @@ def set_quota(
     quota_files: int | None,
     clear: bool,
     defaults: quotas.QuotaDefaults,
+    dry_run: bool = False,
 ) -> quotas.Usage:
     usage = quotas.set_quota(
         session,
@@ -254,7 +258,10 @@ def set_quota(
         quota_files=quota_files,
         clear=clear,
         defaults=defaults,
+        dry_run=dry_run,
     )
+    if dry_run:
+        return usage
     audit.record(
         session,
         actor,

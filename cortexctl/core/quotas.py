@@ -44,13 +44,19 @@ def quota_defaults(settings: Settings) -> QuotaDefaults:
     return QuotaDefaults(bytes=settings.sync.quota_bytes, files=settings.sync.quota_files)
 
 
-def usage_of(node: Node, defaults: QuotaDefaults) -> Usage:
+def usage_of(
+    node: Node,
+    defaults: QuotaDefaults,
+    quota: tuple[int | None, int | None] | None = None,
+) -> Usage:
+    """The node's usage and quota; ``quota`` (bytes, files) instead of the node's own."""
+    quota_bytes, quota_files = quota or (node.quota_bytes, node.quota_files)
     return Usage(
         node_id=node.id,
         node_name=node.name,
-        quota_bytes=defaults.bytes if node.quota_bytes is None else int(node.quota_bytes),
-        quota_files=defaults.files if node.quota_files is None else int(node.quota_files),
-        quota_configured=node.quota_bytes is not None or node.quota_files is not None,
+        quota_bytes=defaults.bytes if quota_bytes is None else int(quota_bytes),
+        quota_files=defaults.files if quota_files is None else int(quota_files),
+        quota_configured=quota_bytes is not None or quota_files is not None,
         used_bytes=int(node.mirror_bytes or 0),
         used_files=int(node.mirror_files or 0),
     )
@@ -170,8 +176,10 @@ def set_quota(
     quota_files: int | None,
     clear: bool,
     defaults: QuotaDefaults,
+    dry_run: bool = False,
 ) -> Usage:
-    """Set a node's quota (0 = no limit), or with ``clear`` go back to the hub default."""
+    """Set a node's quota (0 = no limit), or with ``clear`` go back to the hub default;
+    with ``dry_run`` only the usage as it would be, nothing changed."""
     from cortexctl.core.nodes import resolve_node
 
     if clear and (quota_bytes is not None or quota_files is not None):
@@ -179,17 +187,17 @@ def set_quota(
     if not clear and quota_bytes is None and quota_files is None:
         raise InvalidArgument("give --bytes SIZE and/or --files N, or --clear for the hub default")
     node = resolve_node(session, ref)
-    if clear:
-        node.quota_bytes = node.quota_files = None
-    else:
-        if quota_bytes is not None:
-            node.quota_bytes = quota_bytes
-            if node.quota_files is None:
-                node.quota_files = defaults.files
-        if quota_files is not None:
-            node.quota_files = quota_files
-            if node.quota_bytes is None:
-                node.quota_bytes = defaults.bytes
+    new_bytes: int | None = None
+    new_files: int | None = None
+    if not clear:
+        # Setting one of the two fixes the other at the current hub default.
+        new_bytes = quota_bytes if quota_bytes is not None else node.quota_bytes
+        new_files = quota_files if quota_files is not None else node.quota_files
+        new_bytes = defaults.bytes if new_bytes is None else new_bytes
+        new_files = defaults.files if new_files is None else new_files
+    if dry_run:
+        return usage_of(node, defaults, (new_bytes, new_files))
+    node.quota_bytes, node.quota_files = new_bytes, new_files
     changes.bump(session)
     session.flush()
     return usage_of(node, defaults)

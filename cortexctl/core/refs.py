@@ -30,3 +30,15 @@ def prefix_matches(session: Session, column: Any, id_prefix: str, ref: str) -> l
         .limit(MAX_CANDIDATES)
     )
     return list(session.scalars(query))
+
+
+def unique_match(session: Session, column: Any, id_prefix: str, ref: str, what: str) -> str | None:
+    """The one id in ``column`` that ``ref`` is a prefix of, or None; AmbiguousRef listing
+    the candidates when it is the prefix of several (``what``: "task", "invite"...)."""
+    matches = prefix_matches(session, column, id_prefix, ref)
+    if len(matches) > 1:
+        raise AmbiguousRef(
+            f"{ref!r} matches {len(matches)} {what}s: {', '.join(matches[:10])}; "
+            "give more of the id"
+        )
+    return matches[0] if matches else None

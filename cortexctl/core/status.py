@@ -12,11 +12,13 @@ from sqlalchemy.orm import Session
 from cortexctl.core import audit, clock, health, hubs, journal, nodes
 from cortexctl.core.health import CHECK_LABELS as CHECK_LABELS
 from cortexctl.core.health import CheckThresholds as CheckThresholds
+from cortexctl.core.health import check_without_store as check_without_store
 from cortexctl.core.sandbox import SandboxDefaults
 from cortexctl.core.views import HealthCheck as HealthCheck
 from cortexctl.core.views import JobStatusView as JobStatusView
 from cortexctl.core.views import MeshSnapshot as MeshSnapshot
 from cortexctl.core.views import NodeStatus as NodeStatus
+from cortexctl.core.views import legacy_keys_wanted
 from cortexctl.store.models import JobRun, SyncLease, Task
 
 
@@ -59,18 +61,34 @@ def snapshot(
     counts = Counter(item.status for item in items)
     live = sorted(hubs.live_hub_ids(session))
     summary = {
-        "nodes": len(items),
-        "online": counts["online"],
-        "stale": counts["stale"],
-        "offline": counts["offline"],
-        "revoked": counts["revoked"],
-        "hubs": len(live),
-        "tasks_running": sum(active.values()),
-        "tasks_pending": pending,
+        "node_count": len(items),
+        "online_count": counts["online"],
+        "stale_count": counts["stale"],
+        "offline_count": counts["offline"],
+        "revoked_count": counts["revoked"],
+        "hub_count": len(live),
+        "running_tasks": sum(active.values()),
+        "pending_tasks": pending,
         "uploads_in_flight": sum(uploads.values()),
     }
+    if legacy_keys_wanted():  # the old names, for one release (CHANGELOG.md)
+        summary |= {old: summary[new] for old, new in SUMMARY_LEGACY_KEYS.items()}
     jobs = job_statuses(session, live) if with_jobs else []
     return MeshSnapshot(taken_at=clock.now(), nodes=items, hubs=live, summary=summary, jobs=jobs)
+
+
+# summary keys renamed in schema 2: `nodes`/`hubs` are lists at the top of the snapshot,
+# `online`/`revoked`... a node's booleans, and its count of running tasks `running_tasks`.
+SUMMARY_LEGACY_KEYS = {
+    "nodes": "node_count",
+    "online": "online_count",
+    "stale": "stale_count",
+    "offline": "offline_count",
+    "revoked": "revoked_count",
+    "hubs": "hub_count",
+    "tasks_running": "running_tasks",
+    "tasks_pending": "pending_tasks",
+}
 
 
 def job_statuses(session: Session, hub_ids: list[str] | None = None) -> list[JobStatusView]:

@@ -334,14 +334,16 @@ class MeshSnapshot:
 
 @dataclass(frozen=True)
 class HealthCheck:
-    status: int  # 0 ok, 1 warning, 2 critical
-    label: str
-    summary: str
+    exit_code: int  # 0 ok, 1 warning, 2 critical, 3 unknown (as nagios plugins exit)
+    label: str  # OK, WARNING, CRITICAL, UNKNOWN
+    line: str  # the one line a monitor shows
     problems: list[str]
     offline_nodes: list[str]
     failed_jobs: list[str]
     dead_hubs: list[str]
     live_hubs: int
+
+    legacy_keys: ClassVar[dict[str, str]] = {"status": "exit_code", "summary": "line"}
 
 
 # --- results of commands that change something ---------------------------------------------

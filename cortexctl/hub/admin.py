@@ -472,14 +472,14 @@ class AdminService(apb_grpc.AdminServiceServicer):
         summary = snap.summary
         return apb.MeshStatusResponse(
             nodes=apb.NodeCounts(
-                total=summary["nodes"],
-                online=summary["online"],
-                stale=summary["stale"],
-                offline=summary["offline"],
-                revoked=summary["revoked"],
+                total=summary["node_count"],
+                online=summary["online_count"],
+                stale=summary["stale_count"],
+                offline=summary["offline_count"],
+                revoked=summary["revoked_count"],
             ),
-            tasks_running=summary["tasks_running"],
-            tasks_pending=summary["tasks_pending"],
+            tasks_running=summary["running_tasks"],
+            tasks_pending=summary["pending_tasks"],
             hubs=list(snap.hubs),
             hub_id=self.rt.hub_id,
             connected_streams=len(self.rt.streams),

@@ -98,7 +98,8 @@ def make_engine(
     except ModuleNotFoundError as err:
         raise InvalidArgument(
             f"the database driver for {parsed.drivername} is not installed "
-            f"({err.name}); install cortexctl[postgres]"
+            f"({err.name}); install the postgres extra (`pip install '.[postgres]'` from a "
+            "checkout)"
         ) from None
 
 

@@ -164,10 +164,12 @@ def readme_exit_codes() -> dict[int, str]:
 
 
 def test_readme_exit_codes_agree_with_the_one_table() -> None:
-    from cortexctl.errors import COMMAND_EXIT_CODES, EXIT_CODES
+    from cortexctl.errors import COMMAND_EXIT_CODES, EXIT_CODES, WAIT_EXIT_CODES
 
     documented = readme_exit_codes()
     assert {row.code: row.meaning for row in EXIT_CODES}.items() <= documented.items()
+    assert {row.code: row.meaning for row in WAIT_EXIT_CODES}.items() <= documented.items()
+    assert [row.code for row in WAIT_EXIT_CODES] == list(COMMAND_EXIT_CODES)
     # Besides the table, the README may document only the codes one command defines for
     # itself (the documented exceptions in errors.py).
     extra = set(documented) - {row.code for row in EXIT_CODES}

@@ -44,7 +44,10 @@ class TestPath:
         assert result.exit_code == 0
         assert result.stdout == f"{user_config}\n"  # alone on stdout, for $(...)
         system = os.environ["CORTEX_SYSTEM_CONFIG"]
-        assert f"{system} (missing)" in result.stderr
+        assert f"1. {user_config} (missing)" in result.stderr
+        assert f"2. {system} (missing)" in result.stderr
+        assert "each above the next, merged key by key" in result.stderr
+        assert "first file that exists" not in result.stderr
         shown = json.loads(ok("config", "path", "--json"))
         assert shown["path"] == str(user_config)
         assert shown["exists"] is False
@@ -62,6 +65,9 @@ class TestPath:
         ]
         monkeypatch.setenv("CORTEX_CONFIG", str(chosen))
         assert ok("config", "path") == f"{chosen}\n"
+        told = run_cli("config", "path").stderr
+        assert "instead of your own file" in told and "no other file is read" not in told
+        assert f"2. {os.environ['CORTEX_SYSTEM_CONFIG']} (missing)" in told
 
 
 class TestShowAndGet:

@@ -91,6 +91,30 @@ def test_each_page_has_examples_and_exit_status(page: Path) -> None:
         assert f".SH {section}\n" in text
 
 
+@pytest.mark.parametrize(
+    ("page", "codes"),
+    [
+        ("cortexctl-tasks-submit.1", range(120, 126)),
+        ("cortexctl-tasks-wait.1", range(120, 126)),
+        ("cortexctl-nodes-drain.1", [120]),
+        ("cortexctl-mesh-status.1", range(4)),
+    ],
+)
+def test_commands_with_codes_of_their_own_list_them_before_the_table(page: str, codes: Any) -> None:
+    from cortexctl.errors import CHECK_EXIT_CODES, WAIT_EXIT_CODES
+
+    text = (MAN / page).read_text()
+    exit_status = text.split(".SH EXIT STATUS\n", 1)[1].split(".SH ", 1)[0]
+    # .PP the command's own codes, then .PP what the one table is for, and the table.
+    _, own, table = exit_status.split(".PP\n")
+    meanings = {row.code: row.meaning for row in (*WAIT_EXIT_CODES, *CHECK_EXIT_CODES)}
+    for code in codes:
+        assert f".B {code}\n" in own, page
+        first_words = meanings[code].split(" (")[0].split(":")[0]
+        assert first_words[1:] in own, (page, code)
+    assert ".B 130\n" in table and "Interrupted" in table  # then the one table
+
+
 def test_a_command_page_shows_its_docstring_example_and_options() -> None:
     page = (MAN / "cortexctl-nodes-sandbox.1").read_text()
     assert '.TH "CORTEXCTL-NODES-SANDBOX" "1" ""' in page

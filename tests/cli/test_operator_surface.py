@@ -92,6 +92,50 @@ class TestWhichStore:
         assert run_cli("db", "upgrade", "-q", "--data-dir", str(other)).exit_code == 0
         assert (other / "cortex.db").is_file()
 
+    @pytest.mark.skipif(
+        os.geteuid() != 0 or not Path("/usr/bin/setpriv").exists(),
+        reason="needs root and setpriv to run the CLI as another user",
+    )
+    def test_an_operator_outside_the_hubs_group_gets_one_line_not_a_traceback(
+        self, tmp_path: Path
+    ) -> None:
+        # The systemd layout without store.group: /var/lib/cortexctl is the hub's, 0700.
+        import tempfile
+
+        with tempfile.TemporaryDirectory(dir="/tmp") as base_dir:
+            base = Path(base_dir)
+            base.chmod(0o755)
+            data_dir = base / "lib" / "cortexctl"
+            data_dir.mkdir(parents=True)
+            (data_dir / "cortex.db").write_bytes(b"")
+            data_dir.chmod(0o700)  # root's: `nobody` may not look inside
+            system = write(base / "etc" / "config.toml", f'[store]\ndata_dir = "{data_dir}"\n')
+            home = base / "home"
+            home.mkdir(mode=0o777)
+            home.chmod(0o777)
+            env = {
+                "PATH": os.environ["PATH"],
+                "HOME": str(home),
+                "CORTEX_SYSTEM_CONFIG": str(system),
+                "PYTHONPATH": os.environ.get("PYTHONPATH", ""),
+            }
+            setpriv = ["setpriv", "--reuid", "nobody", "--regid", "nogroup", "--clear-groups"]
+            result = subprocess.run(
+                [*setpriv, sys.executable, "-m", "cortexctl", "nodes", "list"],
+                env=env,
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+        assert result.returncode == 4, result.stderr
+        assert "Traceback" not in result.stderr
+        assert result.stderr.count("\n") == 1, result.stderr
+        assert result.stderr.startswith(
+            f"error: cannot read the store at {data_dir / 'cortex.db'}: permission denied on "
+            f"{data_dir} (owner root, group root)"
+        ), result.stderr
+        assert "store.group" in result.stderr and "group" in result.stderr
+
     def test_a_database_without_the_schema_is_no_store(self, pg_url: str) -> None:
         result = run_cli("nodes", "list", "--database-url", pg_url)
         assert result.exit_code == 4
@@ -175,16 +219,21 @@ def test_yaml_emitter_quotes_every_string() -> None:
 # --- the smaller frictions ---------------------------------------------------------------
 
 
-def help_records(root: Any) -> list[tuple[str, str, str]]:
+def help_records(root: Any, *, usage: bool = False) -> list[tuple[str, str, str]]:
+    """(command path, names, help) of every option and argument; with ``usage``, one
+    (command path, usage line, "") a command instead."""
     import typer
 
     found: list[tuple[str, str, str]] = []
 
     def walk(command: Any, ctx: Any) -> None:
-        for param in command.params:
-            record = param.get_help_record(ctx)
-            if record is not None:
-                found.append((ctx.command_path, record[0], record[1]))
+        if usage:
+            found.append((ctx.command_path, " ".join(command.collect_usage_pieces(ctx)), ""))
+        else:
+            for param in command.params:
+                record = param.get_help_record(ctx)
+                if record is not None:
+                    found.append((ctx.command_path, record[0], record[1]))
         for name, sub in getattr(command, "commands", {}).items():
             walk(sub, typer.Context(sub, info_name=name, parent=ctx))
 
@@ -192,13 +241,29 @@ def help_records(root: Any) -> list[tuple[str, str, str]]:
     return found
 
 
+# What typer prints around a metavar that is not a word: {NODE}, [[PATH]...]..., {ID...}...
+NOT_A_WORD = re.compile(r"<(str|int|list|path|float)|[{}]|\[\[|\]\.\.\.\]|\.\.\.\]?\.\.\.")
+
+
 def test_metavars_read_as_words() -> None:
-    for path, names, _ in help_records(root_command()):
-        assert "<" not in names, f"{path}: {names}"
+    root = root_command()
+    for path, names, _ in help_records(root):
+        assert "<" not in names and not NOT_A_WORD.search(names), f"{path}: {names}"
+    usages = dict((path, line) for path, line, _ in help_records(root, usage=True))
+    for path, line in usages.items():
+        assert not NOT_A_WORD.search(line), f"{path}: {line}"
+    assert usages["cortexctl mirrors rm"] == "[OPTIONS] NODE [PATH...]"
+    assert usages["cortexctl invites revoke"] == "[OPTIONS] ID..."
+    assert usages["cortexctl nodes revoke"] == "[OPTIONS] [NODE]"
+    shown = run_cli("nodes", "show", "--help").stdout
+    assert shown.startswith("Usage: cortexctl nodes show [OPTIONS] NODE\n"), shown
     assert "<str>" not in run_cli("agent", "sync", "--help").stdout
     man = (Path(__file__).resolve().parents[2] / "man").glob("*.1")
     for page in man:
-        assert not re.search(r"<(str|int|list|path|float)", page.read_text()), page.name
+        text = page.read_text()
+        synopsis = text.split(".SH SYNOPSIS", 1)[-1].split(".SH", 1)[0]
+        assert not NOT_A_WORD.search(synopsis), f"{page.name}: {synopsis}"
+        assert not re.search(r"<(str|int|list|path|float)", text), page.name
 
 
 def test_env_vars_are_shown_once() -> None:
@@ -269,6 +334,57 @@ def test_durations_take_compound_units_and_refuse_a_bare_number() -> None:
     )
     assert lifetime.total_seconds() == pytest.approx(5400, abs=2)
     assert created["id"] == invite["id"]
+
+
+def on_a_terminal(*args: str, columns: int) -> str:
+    """What a command prints on a pseudo-terminal ``columns`` wide (stdout and stderr)."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    primary, secondary = pty.openpty()
+    fcntl.ioctl(secondary, termios.TIOCSWINSZ, struct.pack("HHHH", 24, columns, 0, 0))
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cortexctl", *args],
+        env=env | {"COLUMNS": str(columns), "TERM": "dumb"},
+        stdin=subprocess.DEVNULL,
+        stdout=secondary,
+        stderr=secondary,
+        close_fds=True,
+    )
+    os.close(secondary)
+    seen = b""
+    while True:  # until the command closes its end (EIO on Linux)
+        try:
+            chunk = os.read(primary, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        seen += chunk
+    os.close(primary)
+    assert proc.wait(60) == 0, seen
+    return seen.decode().replace("\r\n", "\n")
+
+
+@pytest.mark.usefixtures("store_env")
+def test_wide_output_never_cuts_on_a_narrow_terminal() -> None:
+    from tests.helpers import add_node
+
+    add_node("build-server-01", "zone=eu-west", "gpu=a100")
+    wide = on_a_terminal("nodes", "list", "-o", "wide", columns=60)
+    for whole in ("LABELS", "POLICY", "AGENT", "zone=eu-west,gpu=a100", "build-server-01"):
+        assert whole in wide, wide
+    assert "…" not in wide
+    header = next(line for line in wide.splitlines() if line.startswith("NAME"))
+    assert len(header) > 60 and header.rstrip().endswith("AGENT")
+    # Table mode cuts cells to an ellipsis, but no column away (ids stay whole).
+    table = on_a_terminal("nodes", "list", columns=40)
+    header = next(line for line in table.splitlines() if line.startswith("NAME"))
+    assert header.split()[-2:] == ["LAST", "HE…"], table
+    assert re.search(r"nd_[0-9a-f]{12} +offline +permiss… +unknown +h +-", table), table
 
 
 def test_narrow_tables_end_long_cells_in_an_ellipsis_and_keep_ids_whole() -> None:

@@ -153,15 +153,69 @@ def test_the_hub_units_exec_start_runs_under_env_i(tmp_path: Path) -> None:
     assert plan["store"]["origin"] == str(SYSTEM_CONFIG)
 
 
+def environment_file(path: Path) -> dict[str, str]:
+    """KEY=VALUE lines as systemd's EnvironmentFile= reads them (# comments, blank lines)."""
+    found: dict[str, str] = {}
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            key, _, value = line.partition("=")
+            found[key.strip()] = value.strip()
+    return found
+
+
 def test_the_agent_units_exec_start_runs_under_env_i(tmp_path: Path) -> None:
-    argv, env = exec_start(UNITS / "cortex-agent@.service", "build-01", {})
+    from tests.faults.certs import make_pki
+
+    unit = UNITS / "cortex-agent@.service"
+    argv, env = exec_start(unit, "build-01", {})
     assert "--name" in argv and argv[argv.index("--name") + 1] == "build-01"
-    env |= {"HOME": str(tmp_path / "home")}
-    done = subprocess.run(
-        ["env", "-i", *(f"{k}={v}" for k, v in env.items()), *argv, "--help"],
-        capture_output=True,
-        text=True,
-        timeout=60,
+    entries = unit_entries(unit)
+    # The unit's StateDirectory= makes the folders its ExecStart= names, 0700.
+    assert entries["StateDirectory"] == ["cortex-agent/%i/workspace cortex-agent/%i/state"]
+    assert entries["StateDirectoryMode"] == ["0700"]
+    var_lib = tmp_path / "var-lib"
+    for sub in ("workspace", "state"):
+        flag = f"--{sub.replace('state', 'state-dir')}"
+        assert argv[argv.index(flag) + 1] == f"/var/lib/cortex-agent/build-01/{sub}"
+        (var_lib / sub).mkdir(parents=True, mode=0o700)
+        argv[argv.index(flag) + 1] = str(var_lib / sub)
+    # EnvironmentFile= as the unit's header says to write it.
+    assert entries["EnvironmentFile"] == ["-/etc/cortexctl/agent-%i.env"]
+    env_file = tmp_path / "agent-build-01.env"
+    env_file.write_text(
+        "# as in the unit's header\nCORTEX_HUB=hub.internal:50051\n"
+        "CORTEX_INVITE_TOKEN=cortex-invite.abc.def\n"
     )
+    env |= environment_file(env_file) | {"HOME": str(tmp_path / "home")}
+    if os.environ.get("PYTHONPATH"):  # a checkout run with PYTHONPATH: the code under test
+        env["PYTHONPATH"] = os.environ["PYTHONPATH"]
+
+    def dry_run(*extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["env", "-i", *(f"{k}={v}" for k, v in env.items()), *argv, *extra]
+            + ["--dry-run", "-o", "json"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    # The unit alone talks plaintext to a remote hub: refused (exit 2, which the unit does
+    # not restart), naming the fix the header gives (--ca-cert in a drop-in).
+    plain = dry_run()
+    assert plain.returncode == 2, plain.stderr
+    assert "refusing plaintext to non-loopback hub hub.internal:50051" in plain.stderr
+    assert "--ca-cert" in plain.stderr
+    pki = make_pki(tmp_path / "pki")
+    done = dry_run("--ca-cert", str(pki.ca))  # the drop-in's addition
     assert done.returncode == 0, done.stderr
-    assert "Run a node agent" in done.stdout
+    plan = json.loads(done.stdout)
+    assert (plan["hub"], plan["join"], plan["token_source"]) == (
+        "hub.internal:50051",
+        "invite",
+        "env",
+    )
+    assert (plan["node_name"], plan["tls"], plan["dry_run"]) == ("build-01", True, True)
+    assert plan["workspace"] == str(var_lib / "workspace")
+    assert plan["state_dir"] == str(var_lib / "state")
+    assert list((var_lib / "state").iterdir()) == []  # a dry run writes no credential

@@ -327,8 +327,31 @@ def test_mesh_status_check_is_one_line_with_nagios_codes() -> None:
     ok = run_cli("mesh", "status", "--check", "--min-hubs", "0", "--warn-offline", "2")
     assert ok.exit_code == 0 and ok.stdout.startswith("CORTEX OK - 0/1 nodes online")
     checked = run_cli("mesh", "status", "--check", "--min-hubs", "0", "--json")
-    assert json.loads(checked.stdout)["status"] == 1
+    shown = json.loads(checked.stdout)
+    assert shown["exit_code"] == shown["status"] == 1  # `status`: the old name, one release
     one_line_error(run_cli("mesh", "status", "--check", "--follow"), 2, "--check")
+
+
+def test_mesh_status_check_without_a_store_is_still_a_status_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("CORTEX_DATABASE_URL")  # the store_env's: --data-dir must choose
+    missing = tmp_path / "no-such-dir"
+    none = run_cli("mesh", "status", "--check", "--data-dir", str(missing))
+    assert none.exit_code == 2, none.stderr  # CRITICAL, not the table's 4
+    assert none.stdout == (
+        f"CORTEX CRITICAL - no store at {missing / 'cortex.db'} — is the hub using another "
+        "data dir? (see `cortexctl config show`)\n"
+    )
+    assert none.stderr == "" and not missing.exists()
+    shown = json.loads(
+        run_cli("mesh", "status", "--check", "--data-dir", str(missing), "--json").stdout
+    )
+    assert (shown["exit_code"], shown["label"]) == (2, "CRITICAL")
+    url = "postgresql+psycopg://nobody@127.0.0.1:1/x"
+    down = run_cli("mesh", "status", "--check", "--database-url", url)
+    assert down.exit_code == 3, down.stderr  # UNKNOWN: nothing could be judged
+    assert down.stdout.startswith("CORTEX UNKNOWN - ") and down.stdout.count("\n") == 1
 
 
 def test_db_backup(tmp_path: Path) -> None:
@@ -339,7 +362,7 @@ def test_db_backup(tmp_path: Path) -> None:
         one_line_error(run_cli("db", "backup", str(tmp_path / "b.db")), 2, "pg_dump")
         return
     backed = cli_json("db", "backup", str(tmp_path / "b.db"))
-    assert backed["bytes"] > 0 and Path(backed["path"]).is_file()
+    assert backed["size_bytes"] == backed["bytes"] > 0 and Path(backed["path"]).is_file()
     one_line_error(run_cli("db", "backup", str(tmp_path / "b.db")), 5, "--force")
     assert run_cli("db", "backup", str(tmp_path / "b.db"), "--force", "--quiet").stdout == ""
 
@@ -371,3 +394,77 @@ def test_quota_mirrors_hubs_audit_and_admin_tokens(cli: Cli) -> None:
     mine = [e for e in cli.json("audit", "list", "--since", "1h") if e["actor_kind"] == kind]
     assert {"admin_tokens.create", "admin_tokens.revoke"} <= {e["action"] for e in mine}, mine
     assert created["token"] not in json.dumps(cli.json("audit", "list"))
+
+
+def test_invite_and_admin_token_revoke_take_unique_id_prefixes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from cortexctl.core import admin_tokens, invites
+
+    ids = iter(["inv_0472aa000001", "inv_0472bb000002", "inv_9f00cc000003"])
+    monkeypatch.setattr(invites, "new_id", lambda prefix: next(ids))
+    for _ in range(3):
+        cli_json("invites", "create")
+    ambiguous = run_cli("invites", "revoke", "0472")
+    one_line_error(ambiguous, 2, "'0472' matches 2 invites: inv_0472aa000001, inv_0472bb000002")
+    assert run_cli("invites", "revoke", "9f").exit_code == 3  # under 3 characters: no prefix
+    [revoked] = cli_json("invites", "revoke", "0472b")  # without inv_, as for tasks
+    assert (revoked["id"], revoked["state"], revoked["dry_run"]) == (
+        "inv_0472bb000002",
+        "revoked",
+        False,
+    )
+    assert cli_json("invites", "revoke", "inv_9f0")[0]["id"] == "inv_9f00cc000003"
+
+    monkeypatch.setattr(admin_tokens, "new_id", lambda prefix: "adm_e05b00000001")
+    cli_json("admin-tokens", "create", "--role", "viewer", "--name", "ci")
+    [token] = cli_json("admin-tokens", "revoke", "adm_e05b")
+    assert (token["name"], token["state"]) == ("ci", "revoked")
+
+
+def test_revoke_quota_and_drain_dry_runs_change_nothing() -> None:
+    invite = cli_json("invites", "create")["id"]
+    [plan] = cli_json("invites", "revoke", invite, "--dry-run")
+    assert (plan["id"], plan["state"], plan["revoked"], plan["dry_run"]) == (
+        invite,
+        "revoked",
+        True,
+        True,
+    )
+    human = run_cli("invites", "revoke", invite, "--dry-run")
+    assert human.stdout == f"would revoke invite {invite}\n"
+    assert "dry run: nothing changed" in human.stderr
+    assert cli_json("invites", "list")[0]["state"] == "active"
+
+    cli_json("admin-tokens", "create", "--role", "viewer", "--name", "ci")
+    [token] = cli_json("admin-tokens", "revoke", "ci", "--dry-run")
+    assert (token["state"], token["dry_run"]) == ("revoked", True)
+    assert [t["state"] for t in cli_json("admin-tokens", "list")] == ["active"]
+
+    add_node("n1")
+    before = cli_json("nodes", "quota", "n1", "--bytes", "1MiB", "--files", "10")
+    assert (before["quota_bytes"], before["quota_files"], before["dry_run"]) == (1048576, 10, False)
+    plan = cli_json("nodes", "quota", "n1", "--files", "99", "--dry-run")
+    assert (plan["quota_bytes"], plan["quota_files"], plan["dry_run"]) == (1048576, 99, True)
+    assert cli_json("nodes", "quota", "n1", "--clear", "--dry-run")["quota_configured"] is False
+    again = cli_json("nodes", "quota", "n1", "--files", "10")  # unchanged by the dry runs
+    assert (again["quota_bytes"], again["quota_files"]) == (1048576, 10)
+
+    drain = run_cli("nodes", "drain", "n1", "--dry-run")
+    assert drain.exit_code == 0 and "would cordon node n1" in drain.stdout
+    assert cli_json("nodes", "drain", "n1", "--dry-run")["dry_run"] is True
+    assert cli_json("nodes", "show", "n1")["cordoned"] is False
+    audited = {e["action"] for e in cli_json("audit", "list")}
+    assert not audited & {"invites.revoke", "admin_tokens.revoke", "nodes.cordon"}
+
+
+def test_json_errors_of_a_wait_carry_the_waits_own_code_names() -> None:
+    add_node("n1")  # no agent: the task stays pending
+    task = submit("n1", "--", "true")
+    timed_out = run_cli("tasks", "wait", task["id"], "--timeout", "10ms", "-o", "json")
+    assert timed_out.exit_code == 120
+    error = json.loads(timed_out.stderr)["error"]
+    assert (error["code"], error["exit"]) == ("wait_timed_out", 120)
+    lost = run_cli("tasks", "wait", "tk_nosuchtask", "-o", "json")
+    assert lost.exit_code == 125
+    assert json.loads(lost.stderr)["error"]["code"] == "task_lost"

@@ -169,7 +169,7 @@ def test_journal_gc_mirrors_hubs_audit_and_tokens(mesh: Mesh) -> None:
         assert (created.admin_token.role, created.admin_token.state) == ("viewer", "active")
         assert {t.name for t in hub.admin_tokens()} == {"robot", "boss", "extra"}
         with Hub.connect(mesh.hub.address, token=created.token) as viewer:
-            assert viewer.status()["summary"]["nodes"] == 1
+            assert viewer.status()["summary"]["node_count"] == 1
         assert hub.revoke_admin_token("extra").revoked
         with (
             Hub.connect(mesh.hub.address, token=created.token) as viewer,

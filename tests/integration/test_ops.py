@@ -43,7 +43,8 @@ def test_mesh_status_follows_connect_freeze_and_revoke(tmp_path: Path, mesh: Mes
     frozen = mesh.start_agent("frozen", mesh.invite())
     doomed = mesh.start_agent("doomed", mesh.invite())
     snap = cli_json("mesh", "status")
-    assert snap["summary"]["online"] == 3 and snap["summary"]["hubs"] == 1
+    assert snap["summary"]["online_count"] == 3 and snap["summary"]["hub_count"] == 1
+    assert snap["summary"]["online"] == 3  # the old name, kept for one release
     assert {n["hub_id"] for n in snap["nodes"]} == {mesh.hub.hub_id}
 
     frozen.signal(signal.SIGSTOP)

@@ -69,8 +69,14 @@ def test_a_cordoned_node_gets_nothing_and_drain_waits_for_running_tasks(mesh: Me
 
     long = cli_json("tasks", "submit", "n1", "--json", "--script", UNTIL_STOP)
     wait_until(lambda: state_of(long["id"]) == "running", 15, "the task to run")
+    plan = run_cli("nodes", "drain", "n1", "--dry-run")
+    assert plan.exit_code == 0, plan.stderr
+    assert "would cordon node n1" in plan.stdout and long["id"] in plan.stdout
+    assert cli_json("nodes", "drain", "n1", "--dry-run")["dry_run"] is True
+    assert cli_json("nodes", "show", "n1")["cordoned"] is False  # a dry run changes nothing
     early = run_cli("nodes", "drain", "n1", "--timeout", "0.5s")
-    assert early.exit_code == 4 and "stays cordoned" in early.stderr
+    # The wait-expired code of `tasks wait --timeout`, from the one table.
+    assert early.exit_code == 120 and "stays cordoned" in early.stderr
     assert cli_json("nodes", "show", "n1")["cordoned"] is True
     (mesh.workspace("n1") / "stop").touch()
     drained = cli_json("nodes", "drain", "n1", "--timeout", "30s")
@@ -243,6 +249,36 @@ def test_agent_tls_mismatches_end_with_a_hint(tmp_path: Path, mesh: Mesh) -> Non
         assert done.returncode == 2, done.stderr
         last = done.stderr.strip().splitlines()[-1]
         assert last.startswith("error: cannot connect: ") and hint in last, done.stderr
+        assert "ssl_transport_security" not in done.stderr  # gRPC core's own line
+
+    # Bad files are named at start, not taken for a handshake the hub refused.
+    garbage = tmp_path / "garbage.pem"
+    garbage.write_text("not a certificate\n")
+    broken = tmp_path / "broken.pem"
+    broken.write_text("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n")
+    bad_files = [
+        (["--ca-cert", str(garbage)], f"bad --ca-cert {garbage}: it is not a PEM certificate"),
+        (["--ca-cert", str(broken)], f"bad --ca-cert {broken}: it is not a valid PEM CA"),
+        (
+            ["--ca-cert", str(pki.ca), "--cert", str(garbage), "--key", str(pki.client_key)],
+            f"bad --cert {garbage}: it is not a PEM certificate",
+        ),
+        (
+            ["--ca-cert", str(pki.ca), "--cert", str(pki.client_cert), "--key", str(garbage)],
+            f"bad --key {garbage}: it is not a PEM private key",
+        ),
+        (
+            ["--ca-cert", str(pki.ca), "--cert", str(pki.client_cert)]
+            + ["--key", str(other.client_key)],
+            f"--key {other.client_key} is not the key of --cert {pki.client_cert}",
+        ),
+    ]
+    for args, message in bad_files:
+        done = run_agent(mesh, tmp_path, *args)
+        assert done.returncode == 2, done.stderr
+        # One line after run_agent's --token warning: the file and what is wrong with it.
+        errors = [line for line in done.stderr.splitlines() if not line.startswith("warning:")]
+        assert len(errors) == 1 and errors[0].startswith(f"error: {message}"), done.stderr
 
 
 def test_serve_names_a_bad_tls_file(tmp_path: Path, mesh: Mesh) -> None:

@@ -301,22 +301,22 @@ def test_health_check_levels(fresh_store: Store) -> None:
     connect(fresh_store, node.id)
     with fresh_store.session() as session:
         warn = status.health_check(session, PERMISSIVE, status.CheckThresholds())
-        assert warn.status == 1 and warn.offline_nodes == ["n2"]
-        assert warn.summary.startswith("CORTEX WARNING - 1 node(s) offline or stale: n2")
-        assert "|" in warn.summary and "\n" not in warn.summary
+        assert warn.exit_code == 1 and warn.offline_nodes == ["n2"]
+        assert warn.line.startswith("CORTEX WARNING - 1 node(s) offline or stale: n2")
+        assert "|" in warn.line and "\n" not in warn.line
         crit = status.health_check(session, PERMISSIVE, status.CheckThresholds(crit_offline=1))
-        assert crit.status == 2
+        assert crit.exit_code == 2
         ok = status.health_check(session, PERMISSIVE, status.CheckThresholds(warn_offline=2))
-        assert ok.status == 0 and ok.summary.startswith("CORTEX OK - 1/2 nodes online")
+        assert ok.exit_code == 0 and ok.line.startswith("CORTEX OK - 1/2 nodes online")
     with fresh_store.session(write=True) as session:
         hubs.register_hub(session, "hub-dead", "x", lease_s=-1)
     with fresh_store.session() as session:
         dead = status.health_check(session, PERMISSIVE, status.CheckThresholds(warn_offline=2))
-        assert dead.status == 2 and dead.dead_hubs == ["hub-dead"]
+        assert dead.exit_code == 2 and dead.dead_hubs == ["hub-dead"]
         none = status.health_check(
             session, PERMISSIVE, status.CheckThresholds(crit_dead_hubs=None, min_hubs=2)
         )
-        assert none.status == 2 and "fewer than 2" in none.summary
+        assert none.exit_code == 2 and "fewer than 2" in none.line
 
 
 # --- db backup ------------------------------------------------------------------------------
@@ -333,7 +333,7 @@ def test_sqlite_backup_is_a_working_copy(tmp_path: Path) -> None:
     finally:
         store.dispose()
     copy = backup_store(url, tmp_path / "copy.db")
-    assert copy.bytes > 0
+    assert copy.size_bytes > 0
     restored = Store(f"sqlite:///{tmp_path / 'copy.db'}")
     try:
         with restored.session() as session:
