@@ -534,7 +534,7 @@ def _node_rows(snap: Any, styled: bool) -> list[list[Any]]:
 
 
 def summary_line(snap: Any) -> str:
-    from cortexctl.core.status import SUMMARY_LEGACY_KEYS
+    from cortexctl.core.views import SUMMARY_LEGACY_KEYS
 
     # A hub one release older (remote context) sends only the old names.
     s = {new: snap.summary.get(old, 0) for old, new in SUMMARY_LEGACY_KEYS.items()}

@@ -18,7 +18,6 @@ from cortexctl.core.views import HealthCheck as HealthCheck
 from cortexctl.core.views import JobStatusView as JobStatusView
 from cortexctl.core.views import MeshSnapshot as MeshSnapshot
 from cortexctl.core.views import NodeStatus as NodeStatus
-from cortexctl.core.views import legacy_keys_wanted
 from cortexctl.store.models import JobRun, SyncLease, Task
 
 
@@ -71,24 +70,8 @@ def snapshot(
         "pending_tasks": pending,
         "uploads_in_flight": sum(uploads.values()),
     }
-    if legacy_keys_wanted():  # the old names, for one release (CHANGELOG.md)
-        summary |= {old: summary[new] for old, new in SUMMARY_LEGACY_KEYS.items()}
     jobs = job_statuses(session, live) if with_jobs else []
     return MeshSnapshot(taken_at=clock.now(), nodes=items, hubs=live, summary=summary, jobs=jobs)
-
-
-# summary keys renamed in schema 2: `nodes`/`hubs` are lists at the top of the snapshot,
-# `online`/`revoked`... a node's booleans, and its count of running tasks `running_tasks`.
-SUMMARY_LEGACY_KEYS = {
-    "nodes": "node_count",
-    "online": "online_count",
-    "stale": "stale_count",
-    "offline": "offline_count",
-    "revoked": "revoked_count",
-    "hubs": "hub_count",
-    "tasks_running": "running_tasks",
-    "tasks_pending": "pending_tasks",
-}
 
 
 def job_statuses(session: Session, hub_ids: list[str] | None = None) -> list[JobStatusView]:

@@ -35,26 +35,34 @@ def legacy_keys_wanted() -> bool:
     return os.environ.get(LEGACY_ENV, "1") not in ("0", "false", "no")
 
 
-def to_jsonable(value: Any) -> Any:
-    """Dataclasses to dicts (field names are the stable keys), datetimes to ISO 8601 UTC."""
+def to_jsonable(value: Any, *, legacy: bool | None = None) -> Any:
+    """Dataclasses to dicts (field names are the stable keys), datetimes to ISO 8601 UTC.
+
+    ``legacy`` (default: ``legacy_keys_wanted()``) adds the old names of renamed keys, as
+    the CLI prints them for one release; the admin API sends the current names only."""
+    if legacy is None:
+        legacy = legacy_keys_wanted()
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         data = {
-            item.name: to_jsonable(getattr(value, item.name))
+            item.name: to_jsonable(getattr(value, item.name), legacy=legacy)
             for item in dataclasses.fields(value)
             if not item.name.startswith("_")
         }
-        data.update(to_jsonable(getattr(value, "_extra", None) or {}))
-        if legacy_keys_wanted():
+        data.update(to_jsonable(getattr(value, "_extra", None) or {}, legacy=legacy))
+        if legacy:
             for old, new in getattr(value, "legacy_keys", {}).items():
-                data[old] = to_jsonable(getattr(value, new))
-            data.update(to_jsonable(getattr(value, "_legacy", None) or {}))
+                data[old] = to_jsonable(getattr(value, new), legacy=legacy)
+            for name, renamed in getattr(value, "nested_legacy_keys", {}).items():
+                inner = data[name]
+                inner |= {old: inner[new] for old, new in renamed.items() if new in inner}
+            data.update(to_jsonable(getattr(value, "_legacy", None) or {}, legacy=legacy))
         return data
     if isinstance(value, datetime):
         return clock.iso(value)
     if isinstance(value, dict):
-        return {str(key): to_jsonable(item) for key, item in value.items()}
+        return {str(key): to_jsonable(item, legacy=legacy) for key, item in value.items()}
     if isinstance(value, list | tuple | set):
-        return [to_jsonable(item) for item in value]
+        return [to_jsonable(item, legacy=legacy) for item in value]
     if isinstance(value, bytes):
         return value.decode("utf-8", "replace")
     return value
@@ -323,6 +331,20 @@ class JobStatusView:
     failures: int
 
 
+# summary keys renamed in schema 2: `nodes`/`hubs` are lists at the top of the snapshot,
+# `online`/`revoked`... a node's booleans, and its count of running tasks `running_tasks`.
+SUMMARY_LEGACY_KEYS = {
+    "nodes": "node_count",
+    "online": "online_count",
+    "stale": "stale_count",
+    "offline": "offline_count",
+    "revoked": "revoked_count",
+    "hubs": "hub_count",
+    "tasks_running": "running_tasks",
+    "tasks_pending": "pending_tasks",
+}
+
+
 @dataclass(frozen=True)
 class MeshSnapshot:
     taken_at: datetime
@@ -330,6 +352,8 @@ class MeshSnapshot:
     hubs: list[str]
     summary: dict[str, int]
     jobs: list[JobStatusView] = field(default_factory=list)
+
+    nested_legacy_keys: ClassVar[dict[str, dict[str, str]]] = {"summary": SUMMARY_LEGACY_KEYS}
 
 
 @dataclass(frozen=True)

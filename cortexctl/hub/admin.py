@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import dataclasses
-import json
 import logging
 import os
 import time
@@ -325,7 +324,7 @@ class AdminService(apb_grpc.AdminServiceServicer):
         view, usage = await self._session(
             context, quotas.show_node_detail, request.node, opts.sandbox, opts.quotas
         )
-        return ac.node_to_pb(view, {**to_jsonable(view), "mirror": usage})
+        return ac.node_to_pb(view, {**to_jsonable(view, legacy=False), "mirror": usage})
 
     # tasks
 
@@ -483,7 +482,7 @@ class AdminService(apb_grpc.AdminServiceServicer):
             hubs=list(snap.hubs),
             hub_id=self.rt.hub_id,
             connected_streams=len(self.rt.streams),
-            json=json.dumps(to_jsonable(snap)),
+            json=ac.view_json(snap),
         )
 
     async def WatchEvents(self, request: Any, context: Any) -> AsyncIterator[apb.MeshEvent]:

@@ -38,8 +38,9 @@ def labels_to_pb(labels: Mapping[str, object]) -> dict[str, str]:
 
 
 def view_json(view: Any) -> str:
-    """A core view as the CLI prints it with --json (the remote CLI reads it back)."""
-    return json.dumps(to_jsonable(view), separators=(",", ":"))
+    """A core view as the CLI prints it with --json, in the current names only (the remote
+    CLI reads it back and adds the old names itself, as its own settings say)."""
+    return json.dumps(to_jsonable(view, legacy=False), separators=(",", ":"))
 
 
 def invite_to_pb(v: InviteView) -> apb.Invite:

@@ -7,6 +7,8 @@ the hub and operators (here moved to a temp file: /etc is not the test's to writ
 
 from __future__ import annotations
 
+import grp
+import os
 import subprocess
 from pathlib import Path
 
@@ -63,7 +65,14 @@ def test_the_crontab_needs_a_path_line_and_finds_the_hubs_store(tmp_path: Path) 
     system.parent.mkdir(parents=True)
     shipped = (ROOT / "contrib" / "config.toml").read_text()
     assert 'data_dir = "/var/lib/cortexctl"' in shipped
-    system.write_text(shipped.replace("/var/lib/cortexctl", str(store)))
+    assert 'group = "cortex"' in shipped
+    # The hub's group exists where the units run; here the test's own group stands in.
+    own_group = grp.getgrgid(os.getgid()).gr_name
+    system.write_text(
+        shipped.replace("/var/lib/cortexctl", str(store)).replace(
+            'group = "cortex"', f'group = "{own_group}"'
+        )
+    )
 
     # No hub has made the store yet: cron mails a one-line error, nothing is created.
     missing = run_as_cron(commands[0], crontab_env, tmp_path)
