@@ -366,14 +366,12 @@ async def spawn_task(
     read_fd, write_fd = os.pipe()
     try:
         try:
-            proc = await asyncio.create_subprocess_exec(
-                *launcher_argv(write_fd, limits, argv),
-                stdin=subprocess.DEVNULL,
-                stdout=stdout,
-                stderr=stderr,
+            proc = await _spawn(
+                launcher_argv(write_fd, limits, argv),
                 cwd=cwd,
                 env=env,
-                start_new_session=True,
+                stdout=stdout,
+                stderr=stderr,
                 pass_fds=(write_fd,),
             )
         finally:
@@ -401,10 +399,16 @@ async def spawn_task(
 
 
 async def _spawn(
-    argv: Sequence[str], *, cwd: Path, env: dict[str, str], stdout: int, stderr: int
+    argv: Sequence[str],
+    *,
+    cwd: Path,
+    env: dict[str, str],
+    stdout: int,
+    stderr: int,
+    pass_fds: Sequence[int] = (),
 ) -> asyncio.subprocess.Process:
-    """Start ``argv`` in its own session. (A cancel while it starts: asyncio kills the
-    process it made, and nothing but its first exec has run.)"""
+    """Start ``argv`` in its own session, stdin on /dev/null. (A cancel while it starts:
+    asyncio kills the process it made, and nothing but its first exec has run.)"""
     return await asyncio.create_subprocess_exec(
         *argv,
         stdin=subprocess.DEVNULL,
@@ -413,4 +417,5 @@ async def _spawn(
         cwd=cwd,
         env=env,
         start_new_session=True,
+        pass_fds=pass_fds,
     )
