@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
+
+from google.protobuf.message import Message
 
 from cortexctl.core import clock, states
 from cortexctl.core.admin_tokens import AdminTokenView
@@ -26,6 +28,8 @@ from cortexctl.core.views import (
 )
 from cortexctl.errors import InvalidArgument
 from cortexctl.proto import admin_pb2 as apb
+
+M = TypeVar("M", bound=Message)
 
 
 def unix_ms(at: datetime | None) -> int:
@@ -143,42 +147,27 @@ def sandbox_change_to_pb(c: PolicyChange) -> apb.SandboxChange:
     )
 
 
+def copied_to_pb(message: type[M], view: Any, **given: Any) -> M:
+    """``message`` with every field the view has under the same name, plus ``given``: for
+    views whose fields are the message's as they are (no instants, no maps to convert)."""
+    names = [f.name for f in message.DESCRIPTOR.fields if f.name not in given]
+    return message(**{n: getattr(view, n) for n in names if hasattr(view, n)}, **given)
+
+
 def quota_to_pb(u: Usage) -> apb.QuotaUsage:
-    return apb.QuotaUsage(
-        node_id=u.node_id,
-        node_name=u.node_name,
-        quota_bytes=u.quota_bytes,
-        quota_files=u.quota_files,
-        quota_configured=u.quota_configured,
-        used_bytes=u.used_bytes,
-        used_files=u.used_files,
-        json=view_json(u),
-    )
+    return copied_to_pb(apb.QuotaUsage, u, json=view_json(u))
 
 
 def revoked_to_pb(r: NodeRevoked) -> apb.RevokedNode:
-    return apb.RevokedNode(
-        id=r.id, name=r.name, revoked=r.revoked, failed_tasks=r.failed_tasks, dry_run=r.dry_run
-    )
+    return copied_to_pb(apb.RevokedNode, r)
 
 
 def deleted_to_pb(d: NodeDeleted) -> apb.NodeDeleted:
-    return apb.NodeDeleted(
-        id=d.id,
-        name=d.name,
-        status=d.status,
-        failed_tasks=d.failed_tasks,
-        deleted_tasks=d.deleted_tasks,
-        mirror_state=d.mirror_state,
-        mirror_files=d.mirror_files,
-        mirror_bytes=d.mirror_bytes,
-        dry_run=d.dry_run,
-        json=view_json(d),
-    )
+    return copied_to_pb(apb.NodeDeleted, d, json=view_json(d))
 
 
 def cordon_to_pb(c: NodeCordon) -> apb.NodeCordon:
-    return apb.NodeCordon(id=c.id, name=c.name, cordoned=c.cordoned, dry_run=c.dry_run)
+    return copied_to_pb(apb.NodeCordon, c)
 
 
 def gc_to_pb(kind: str, result: dict[str, Any]) -> apb.GcResponse:
