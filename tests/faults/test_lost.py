@@ -390,7 +390,12 @@ def test_with_no_hub_past_the_grace_the_agent_stops_its_task_and_drops_the_refus
     wait_until(
         lambda: not any(alive(pid, since) for pid in pids), 15, "the task's processes to end"
     )
-    assert [p.name for p in results.iterdir()] == [f"{task_id}.pb"]  # kept, unacknowledged
+    # The agent keeps the result on disk once it has reaped the family (a moment later).
+    wait_until(
+        lambda: results.is_dir() and [p.name for p in results.iterdir()] == [f"{task_id}.pb"],
+        10,
+        "the agent to keep its unacknowledged result",
+    )
     # Held back while the restarted hub's own grace passes: the hub fails the task first,
     # so the agent's late result is refused (accepted=false) when it comes back.
     agent.signal(signal.SIGSTOP)
